@@ -1,0 +1,47 @@
+"""Atomic writes: a file or folder either appears whole or not at all.
+
+Every result that a later step trusts (checkpoints, matrices, converted models) is written
+to a temporary sibling first and moved into place with ``os.replace``, which is atomic on
+POSIX filesystems, so an interrupted run never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success move it onto ``target``.
+
+    Works for files and folders. On error the temporary path is removed and ``target``
+    is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp_target = tmp / target.name
+    try:
+        yield tmp_target
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(tmp_target, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``target`` atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(target: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``target`` atomically."""
+    write_text(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
