@@ -21,19 +21,40 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success move it onto ``target``.
 
     Works for files and folders. On error the temporary path is removed and ``target``
-    is left as it was.
+    is left as it was. A folder cannot be replaced by one rename, so an existing folder
+    is first renamed to ``<target>.old`` and removed after the swap; :func:`recover`
+    puts it back if a crash fell between the two renames.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     tmp_target = tmp / target.name
     try:
         yield tmp_target
+        backup = _backup_path(target)
         if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
+            os.replace(target, backup)
         os.replace(tmp_target, target)
+        shutil.rmtree(backup, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _backup_path(target: Path) -> Path:
+    return target.with_name(target.name + ".old")
+
+
+def recover(target: str | os.PathLike) -> Path:
+    """Finish an interrupted folder swap of :func:`atomic_path`; returns ``target``."""
+    target = Path(target)
+    backup = _backup_path(target)
+    if backup.exists():
+        if target.exists():
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(backup, target)
+    return target
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:

@@ -1,0 +1,101 @@
+"""The command line: ``clasr run``, ``clasr eval``, ``clasr show`` (thin: parse, call, print)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from clasr.data.manifest import DataError, Selection
+from clasr.progress import console
+
+app = typer.Typer(
+    help="clasr — continual learning for speech recognition: adapt Whisper domain after domain without forgetting.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="experiment YAML (see examples/)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="results directory (overrides output_dir)"),
+    strategy: Optional[str] = typer.Option(None, help="strategy name (overrides the config's strategy: ft, fta)"),
+) -> None:
+    """Run a continual-learning experiment: evaluate the foundation model, then train and evaluate
+    task after task. Re-running on the same output directory resumes after the last finished task."""
+    from clasr.experiment.config import ConfigError, load_config
+    from clasr.experiment.runner import run_experiment
+    from clasr.models.errors import ModelError
+    from clasr.report.results import read_results
+    from clasr.report.show import matrix_table, metrics_table
+
+    overrides: dict = {}
+    if output is not None:
+        overrides["output_dir"] = str(output)
+    if strategy is not None:
+        overrides["strategy"] = {"name": strategy}
+    try:
+        experiment = load_config(config, overrides)
+        run_experiment(experiment)
+    except (ConfigError, DataError, ModelError) as error:
+        _fail(str(error))
+    matrix, metrics = read_results(experiment.output_dir)
+    console.print(matrix_table(matrix))
+    console.print(metrics_table(metrics))
+    console.print(f"results in {experiment.output_dir}")
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option("tiny.en", help="built-in model name or local transformers Whisper folder"),
+    data: Path = typer.Option(..., help="dataset folder with metadata.jsonl or metadata.csv"),
+    split: Optional[str] = typer.Option("test", help="split to score (empty string: every row)"),
+    max_utterances: Optional[int] = typer.Option(None, help="score only the first N selected utterances"),
+    normalizer: str = typer.Option("whisper_english", help="text normalizer before scoring"),
+    batch_size: int = typer.Option(16, help="utterances decoded together"),
+    window_seconds: float = typer.Option(30.0, help="encoder window in seconds (30 = Whisper's own)"),
+    hypotheses: Optional[Path] = typer.Option(None, help="write per-utterance results to this JSONL file"),
+) -> None:
+    """Transcribe a dataset with greedy decoding and print WER / CER."""
+    from clasr.evaluate import evaluate, write_hypotheses
+    from clasr.data.manifest import read_dataset
+    from clasr.metrics.text import get_normalizer
+    from clasr.models.errors import ModelError
+    from clasr.models.whisper import load_whisper
+
+    try:
+        get_normalizer(normalizer)
+        selection = Selection(split=split or None, max_utterances=max_utterances, max_duration=window_seconds)
+        utterances, report = read_dataset(data, selection)
+        bundle = load_whisper(model, window_seconds)
+    except (DataError, ModelError, ValueError) as error:
+        _fail(str(error))
+    if report.bad_rows:
+        console.print(f"[yellow]skipped rows by reason:[/] {report.bad_counts()}")
+    result = evaluate(bundle, utterances, normalizer, batch_size)
+    if hypotheses is not None:
+        write_hypotheses(hypotheses, result.rows)
+    console.print_json(json.dumps({"data": str(data), "split": split, **result.summary()}))
+
+
+@app.command()
+def show(results: Path = typer.Argument(..., help="results directory of `clasr run`")) -> None:
+    """Print the WER matrix and the continual metrics of a results directory."""
+    from clasr.report.results import read_results
+    from clasr.report.show import matrix_table, metrics_table
+
+    try:
+        matrix, metrics = read_results(results)
+    except FileNotFoundError as error:
+        _fail(str(error))
+    console.print(matrix_table(matrix))
+    console.print(matrix_table(matrix, "cer"))
+    console.print(metrics_table(metrics))

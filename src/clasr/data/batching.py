@@ -1,0 +1,158 @@
+"""From utterances to model batches: duration-sorted batches, log-mel features, token targets.
+
+Batches group utterances of similar duration (less padding in the decoder targets and
+comparable decoding lengths). Training shuffles the order of the batches per epoch with a
+fixed seed; evaluation keeps them sorted.
+
+Targets follow Whisper's decoder format for transcription without timestamps::
+
+    decoder input:  <|startoftranscript|> [prefix…] <|notimestamps|>  t_1 … t_n
+    labels:         -100 …                                  t_1  …  t_n <|endoftext|>
+
+The prompt tokens are fed but never scored (label -100), so the loss and every
+curvature statistic count only the transcript and its end token.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from clasr.data.audio import TARGET_SAMPLE_RATE, load_audio
+from clasr.data.manifest import Utterance
+
+IGNORE_INDEX = -100
+HOP_LENGTH = 160  # samples per log-mel frame at 16 kHz (10 ms)
+
+
+def duration_batches(
+    durations: Sequence[float], batch_size: int, shuffle: bool = False, seed: int = 0
+) -> list[list[int]]:
+    """Indices grouped into batches of similar duration.
+
+    Utterances are sorted by duration (stable, ties in input order) and cut into
+    consecutive batches of ``batch_size``; with ``shuffle`` the order of the batches
+    (not their contents) is permuted by ``seed``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    order = sorted(range(len(durations)), key=lambda i: durations[i])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle:
+        random.Random(seed).shuffle(batches)
+    return batches
+
+
+def prompt_ids(tokenizer) -> list[int]:
+    """The decoder prompt for transcription without timestamps, e.g. [50257, 50362] for English-only models."""
+    tokenizer.set_prefix_tokens(predict_timestamps=False)
+    return list(tokenizer.prefix_tokens)
+
+
+@dataclass
+class SpeechBatch:
+    """One batch: features for the encoder, teacher-forced decoder inputs and labels."""
+
+    input_features: torch.Tensor  # (B, n_mels, window_frames)
+    feature_lengths: torch.Tensor  # (B,) frames that hold audio; the rest is padding
+    decoder_input_ids: torch.Tensor  # (B, L)
+    labels: torch.Tensor  # (B, L), IGNORE_INDEX where nothing is scored
+    indices: list[int]  # positions of the utterances in the dataset
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "SpeechBatch":
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return SpeechBatch(
+            move(self.input_features),
+            move(self.feature_lengths),
+            move(self.decoder_input_ids),
+            move(self.labels),
+            self.indices,
+        )
+
+
+class SpeechCollator:
+    """Turns utterances into a :class:`SpeechBatch` for a model with a given encoder window.
+
+    ``lowercase_targets`` lower-cases the training transcripts (for corpora written in
+    capitals, such as AN4), and every target gets the leading space Whisper's tokenizer
+    expects after the prompt.
+    """
+
+    def __init__(self, feature_extractor, tokenizer, window_frames: int, lowercase_targets: bool = False):
+        self.feature_extractor = feature_extractor
+        self.tokenizer = tokenizer
+        self.window_frames = window_frames
+        self.lowercase_targets = lowercase_targets
+        self.prompt = prompt_ids(tokenizer)
+        self.eot = tokenizer.eos_token_id
+
+    def features(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel features padded or cut to the window, and the number of real frames."""
+        window_samples = self.window_frames * HOP_LENGTH
+        feats = self.feature_extractor(
+            [a[:window_samples] for a in audios],
+            sampling_rate=TARGET_SAMPLE_RATE,
+            max_length=window_samples,
+            padding="max_length",
+            truncation=True,
+            return_tensors="pt",
+        ).input_features
+        lengths = torch.tensor([min(len(a) // HOP_LENGTH, self.window_frames) for a in audios])
+        return feats, lengths
+
+    def target_ids(self, text: str) -> list[int]:
+        text = text.strip().lower() if self.lowercase_targets else text.strip()
+        return self.tokenizer.encode(" " + text, add_special_tokens=False)
+
+    def tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder inputs and labels, right-padded with the end token (inputs) and IGNORE_INDEX (labels)."""
+        inputs, labels = [], []
+        for text in texts:
+            ids = self.target_ids(text)
+            inputs.append(self.prompt + ids)
+            labels.append([IGNORE_INDEX] * (len(self.prompt) - 1) + ids + [self.eot])
+        width = max(len(x) for x in inputs)
+        input_ids = torch.full((len(texts), width), self.eot, dtype=torch.long)
+        label_ids = torch.full((len(texts), width), IGNORE_INDEX, dtype=torch.long)
+        for row, (inp, lab) in enumerate(zip(inputs, labels)):
+            input_ids[row, : len(inp)] = torch.tensor(inp)
+            label_ids[row, : len(lab)] = torch.tensor(lab)
+        return input_ids, label_ids
+
+    def __call__(self, utterances: Sequence[Utterance], indices: Sequence[int]) -> SpeechBatch:
+        feats, lengths = self.features([load_audio(u.audio_path) for u in utterances])
+        input_ids, labels = self.tokens([u.text for u in utterances])
+        return SpeechBatch(feats, lengths, input_ids, labels, list(indices))
+
+
+class UtteranceDataset(torch.utils.data.Dataset):
+    """Index → utterance; batches are formed by :func:`duration_batches` and a :class:`SpeechCollator`."""
+
+    def __init__(self, utterances: Sequence[Utterance]):
+        self.utterances = list(utterances)
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> tuple[Utterance, int]:
+        return self.utterances[index], index
+
+
+def make_loader(
+    utterances: Sequence[Utterance],
+    collator: SpeechCollator,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over duration-sorted batches (shuffled batch order when training)."""
+    batches = duration_batches([u.duration for u in utterances], batch_size, shuffle, seed)
+    return torch.utils.data.DataLoader(
+        UtteranceDataset(utterances),
+        batch_sampler=batches,
+        collate_fn=lambda items: collator([u for u, _ in items], [i for _, i in items]),
+    )

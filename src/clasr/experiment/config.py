@@ -1,0 +1,140 @@
+"""The experiment configuration: one YAML file, validated by pydantic.
+
+Every error names the file, the key path (``tasks.0.train.max_utterances``) and what was
+expected. Data folders are resolved relative to the config file; the output directory
+relative to the working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from clasr.data.manifest import Selection
+from clasr.decoding import DecodeLimits
+from clasr.metrics.text import NORMALIZERS
+from clasr.strategies import StrategyConfig
+from clasr.strategies.ft import FineTuneConfig
+from clasr.train import TrainConfig
+
+
+class ConfigError(ValueError):
+    """An invalid experiment configuration (message names the file and key)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_normalizer(name: str) -> str:
+    if name not in NORMALIZERS:
+        raise ValueError(f"unknown normalizer {name!r}; choose one of {sorted(NORMALIZERS)}")
+    return name
+
+
+NormalizerName = Annotated[str, AfterValidator(_check_normalizer)]
+
+
+class ModelConfig(_Strict):
+    name: str = Field("tiny.en", description="built-in name (tiny.en) or a local transformers Whisper folder")
+    window_seconds: float = Field(30.0, gt=0, le=30)
+
+
+class TaskConfig(_Strict):
+    """A task: a dataset folder and its train / test (/ dev) selections."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    data: Path
+    train: Selection
+    test: Selection
+    dev: Selection | None = None
+    lowercase_targets: bool = Field(False, description="lower-case transcripts used as training targets")
+    normalizer: NormalizerName | None = Field(None, description="scoring normalizer for this task; default: evaluation's")
+
+
+class GeneralSetConfig(_Strict):
+    """A held-out set measuring what the foundation model could already do."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    data: Path
+    test: Selection
+    normalizer: NormalizerName | None = None
+
+
+class EvaluationConfig(_Strict):
+    batch_size: int = Field(16, ge=1)
+    normalizer: NormalizerName = "whisper_english"
+    limits: DecodeLimits = DecodeLimits()
+
+
+class DataConfig(_Strict):
+    strict: bool = Field(False, description="stop at the first bad row instead of skipping and reporting it")
+
+
+class ExperimentConfig(_Strict):
+    """A continual-learning run: a model adapted to ``tasks`` in order with one strategy."""
+
+    name: str = "experiment"
+    output_dir: Path = Path("results/experiment")
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    strategy: StrategyConfig = FineTuneConfig()
+    train: TrainConfig = TrainConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    data: DataConfig = DataConfig()
+    tasks: list[TaskConfig] = Field(min_length=1)
+    general: list[GeneralSetConfig] = []
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_names(cls, tasks: list[TaskConfig]) -> list[TaskConfig]:
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique, got {names}")
+        return tasks
+
+    def resolved(self, base: Path) -> "ExperimentConfig":
+        """A copy whose data folders are absolute (relative ones taken from ``base``)."""
+        tasks = [t.model_copy(update={"data": (base / t.data).resolve()}) for t in self.tasks]
+        general = [g.model_copy(update={"data": (base / g.data).resolve()}) for g in self.general]
+        return self.model_copy(update={"tasks": tasks, "general": general})
+
+    def to_plain(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def format_validation_error(source: str, error: ValidationError) -> str:
+    """One line per problem: ``source: key.path: message (got value)``."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        got = f" (got {item['input']!r})" if "input" in item and not isinstance(item["input"], dict) else ""
+        lines.append(f"{source}: {path}: {item['msg']}{got}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
+    """Validate a plain mapping; raise :class:`ConfigError` naming each bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(source, error)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read, override (top-level keys) and validate a YAML config; data paths made absolute."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if isinstance(data, dict) and overrides:
+        data = {**data, **overrides}
+    return parse_config(data, str(path)).resolved(path.parent)

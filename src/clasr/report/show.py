@@ -1,0 +1,42 @@
+"""Terminal tables of a results directory: the WER matrix and the continual metrics."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from clasr.metrics.continual import METRIC_DEFINITIONS
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}"
+
+
+def matrix_table(matrix: dict, rate: str = "wer") -> Table:
+    """Rows: foundation then after each task; columns: tasks' test sets, then general sets (in %)."""
+    table = Table(title=f"{rate.upper()} matrix (%) — row i: after training through task i")
+    table.add_column("row")
+    for task in matrix["tasks"]:
+        table.add_column(task, justify="right")
+    for name in matrix["general"]:
+        table.add_column(f"general:{name}", justify="right", style="cyan")
+    for i, label in enumerate(matrix["row_labels"]):
+        general = [matrix[f"general_{rate}"][g][i] for g in matrix["general"]]
+        table.add_row(label, *(_percent(v) for v in [*matrix[rate][i], *general]))
+    return table
+
+
+def metrics_table(metrics: dict) -> Table:
+    """Average WER, BWT, forgetting, learning and general-set change, with their definitions."""
+    table = Table(title="Continual metrics (WER points, %)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("definition", overflow="fold")
+    if not metrics.get("complete"):
+        table.add_row("(incomplete)", f"{metrics['rows_done']}/{metrics['rows_expected']} rows", "run not finished")
+        return table
+    for key in ("average_wer", "backward_transfer", "forgetting", "learning"):
+        table.add_row(key, _percent(metrics[key]), METRIC_DEFINITIONS[key])
+    for name, change in (metrics.get("general") or {}).items():
+        values = f"{_percent(change['initial'])} → {_percent(change['final'])} ({100 * change['change']:+.2f})"
+        table.add_row(f"general:{name}", values, METRIC_DEFINITIONS["general"])
+    return table
