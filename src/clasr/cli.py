@@ -19,7 +19,7 @@ app = typer.Typer(
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/] {message}", highlight=False)
+    console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -99,3 +99,7 @@ def show(results: Path = typer.Argument(..., help="results directory of `clasr r
     console.print(matrix_table(matrix))
     console.print(matrix_table(matrix, "cer"))
     console.print(metrics_table(metrics))
+
+
+if __name__ == "__main__":
+    app()

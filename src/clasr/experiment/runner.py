@@ -159,17 +159,22 @@ def run_experiment(config: ExperimentConfig) -> dict:
         strategy.load_state_dict(restore(out, bundle.model))
         console.print(f"resuming {out}: rows 0..{state.rows_done - 1} already done")
     bundle.model.to(accelerator.device)
+    main = accelerator.is_main_process
     for index in range(state.rows_done, len(config.tasks) + 1):
         start = time.perf_counter()
         row: dict = {"label": "foundation"}
         if index > 0:
             row = {"label": f"after {config.tasks[index - 1].name}"}
             row.update(run_task(bundle, strategy, sets, config, accelerator, index))
-        row["cells"] = evaluate_row(bundle, sets, config, out, index)
-        row["seconds"] = time.perf_counter() - start
-        state.rows.append(row)
-        commit(out, state, bundle.model if index > 0 else None, strategy.state_dict())
-        _write_results(out, state, config)
+        if main:  # evaluation and every write happen once, on the main process
+            row["cells"] = evaluate_row(bundle, sets, config, out, index)
+            row["seconds"] = time.perf_counter() - start
+            state.rows.append(row)
+            commit(out, state, bundle.model if index > 0 else None, strategy.state_dict())
+            _write_results(out, state, config)
+        accelerator.wait_for_everyone()
+    if not main:
+        return {}
     metrics = _write_results(out, state, config)
     write_json(out / "timings.json", _timings(state))
     if not (out / "model").exists():

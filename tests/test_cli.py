@@ -1,0 +1,58 @@
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from clasr.cli import app
+from conftest import write_dataset
+
+cli = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["eval"], ["show"]])
+def test_help_explains_each_command(command):
+    result = cli.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_run_with_a_bad_config_names_the_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"tasks": [{"name": "a", "data": "x", "train": {"skip": -1}, "test": {}}]}))
+    result = cli.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2
+    assert "tasks.0.train.skip" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_with_missing_data_names_the_folder(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"tasks": [{"name": "a", "data": "nowhere", "train": {}, "test": {}}], "output_dir": str(tmp_path / "o")}))
+    result = cli.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2 and "nowhere" in result.output
+
+
+def test_show_on_a_non_results_folder_fails_clearly(tmp_path):
+    result = cli.invoke(app, ["show", str(tmp_path)])
+    assert result.exit_code == 2 and "not a clasr results directory" in result.output
+
+
+def test_eval_then_run_then_show(tmp_path, tiny_checkpoint):
+    data = write_dataset(tmp_path / "d")
+    result = cli.invoke(app, ["eval", "--model", str(tiny_checkpoint), "--data", str(data), "--window-seconds", "2",
+                              "--hypotheses", str(tmp_path / "h.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "h.jsonl").read_text().splitlines()) == 4
+    config = {
+        "output_dir": str(tmp_path / "out"),
+        "model": {"name": str(tiny_checkpoint), "window_seconds": 2.0},
+        "train": {"max_steps": 1, "batch_size": 4},
+        "evaluation": {"limits": {"max_new_tokens": 4}},
+        "tasks": [{"name": "t", "data": str(data), "train": {"split": "train"}, "test": {"split": "test"}}],
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    result = cli.invoke(app, ["run", str(tmp_path / "c.yaml"), "--strategy", "fta"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["strategy"]["name"] == "fta"
+    result = cli.invoke(app, ["show", str(tmp_path / "out")])
+    assert result.exit_code == 0 and "average_wer" in result.output and "after t" in result.output

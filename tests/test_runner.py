@@ -1,0 +1,129 @@
+import json
+
+import pytest
+import yaml
+
+from clasr.experiment import runner
+from clasr.experiment.config import ConfigError, load_config, parse_config
+from clasr.experiment.runner import run_experiment
+from clasr.report.results import read_results
+from conftest import write_dataset
+
+
+def _config(tmp_path, checkpoint, strategy="ft"):
+    a = write_dataset(tmp_path / "a", seed=1)
+    b = write_dataset(tmp_path / "b", seed=2)
+    data = {
+        "name": "toy",
+        "output_dir": str(tmp_path / "out"),
+        "model": {"name": str(checkpoint), "window_seconds": 2.0},
+        "strategy": {"name": strategy},
+        "train": {"learning_rate": 1e-3, "epochs": 1, "batch_size": 4, "warmup_ratio": 0.0},
+        "evaluation": {"batch_size": 8, "limits": {"max_new_tokens": 6}},
+        "tasks": [
+            {"name": "a", "data": str(a), "train": {"split": "train"}, "test": {"split": "test"}},
+            {"name": "b", "data": str(b), "train": {"split": "train"}, "test": {"split": "test"}, "dev": {"split": "train", "max_utterances": 2}},
+        ],
+        "general": [{"name": "g", "data": str(a), "test": {"split": "train", "max_utterances": 3}}],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _count_training(monkeypatch):
+    calls = []
+    original = runner.train_task
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["description"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_task", counting)
+    return calls
+
+
+def test_run_writes_matrix_metrics_hypotheses_and_model(tmp_path, tiny_checkpoint, monkeypatch):
+    calls = _count_training(monkeypatch)
+    config = load_config(_config(tmp_path, tiny_checkpoint, "fta"))
+    metrics = run_experiment(config)
+    out = tmp_path / "out"
+    assert calls == ["task 1 a", "task 2 b"]
+    matrix, saved = read_results(out)
+    assert matrix["row_labels"] == ["foundation", "after a", "after b"]
+    assert len(matrix["wer"]) == 3 and all(len(r) == 2 for r in matrix["wer"])
+    assert len(matrix["general_wer"]["g"]) == 3 and len(matrix["dev_wer"]) == 3
+    assert metrics["complete"] and saved["backward_transfer"] == metrics["backward_transfer"]
+    hyps = (out / "hyps" / "row2" / "test_b.jsonl").read_text().splitlines()
+    assert len(hyps) == 4 and {"reference", "hypothesis", "word_errors", "hit_token_limit"} <= set(json.loads(hyps[0]))
+    state = json.loads((out / "progress" / "state.json").read_text())
+    assert [row["strategy"] for row in state["rows"][1:]] == [{"alpha": 0.5}, {"alpha": 1 / 3}]
+    assert (out / "model" / "model.safetensors").exists() and (out / "model" / "tokenizer.json").exists()
+    assert (out / "matrix_wer.csv").read_text().startswith("row,a,b,general:g")
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["rows"][1]["train"]["optimizer_steps"] == 2
+
+
+def test_rerun_resumes_without_recomputing(tmp_path, tiny_checkpoint, monkeypatch):
+    path = _config(tmp_path, tiny_checkpoint)
+    run_experiment(load_config(path))
+    first = read_results(tmp_path / "out")
+    calls = _count_training(monkeypatch)
+    monkeypatch.setattr(runner, "evaluate_row", lambda *a, **k: pytest.fail("finished rows were re-evaluated"))
+    run_experiment(load_config(path))
+    assert calls == []
+    assert read_results(tmp_path / "out") == first
+
+
+def test_interrupted_run_continues_after_the_last_finished_task(tmp_path, tiny_checkpoint, monkeypatch):
+    path = _config(tmp_path, tiny_checkpoint)
+    original = runner.train_task
+
+    class Crash(Exception):
+        pass
+
+    def crash_on_second(*args, **kwargs):
+        if kwargs["description"].startswith("task 2"):
+            raise Crash
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_task", crash_on_second)
+    with pytest.raises(Crash):
+        run_experiment(load_config(path))
+    matrix, metrics = read_results(tmp_path / "out")
+    assert matrix["row_labels"] == ["foundation", "after a"] and not metrics["complete"]
+
+    monkeypatch.setattr(runner, "train_task", original)
+    calls = _count_training(monkeypatch)
+    metrics = run_experiment(load_config(path))
+    assert calls == ["task 2 b"] and metrics["complete"]
+
+
+def test_changed_config_on_same_output_is_refused(tmp_path, tiny_checkpoint, monkeypatch):
+    path = _config(tmp_path, tiny_checkpoint)
+    monkeypatch.setattr(runner, "load_whisper", lambda *a: pytest.fail("should stop before loading"))
+    runner.claim_output_dir(load_config(path))
+    changed = load_config(path, {"seed": 7})
+    with pytest.raises(ConfigError, match="seed"):
+        run_experiment(changed)
+
+
+def test_config_errors_name_the_key_path(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        parse_config({"tasks": [{"name": "a", "data": "x", "train": {"max_utterances": "many"}, "test": {}}]}, "c.yaml")
+    assert "c.yaml: tasks.0.train.max_utterances" in str(error.value)
+    with pytest.raises(ConfigError, match="evaluation.normalizer: Value error, unknown normalizer 'fancy'"):
+        parse_config({"tasks": [], "evaluation": {"normalizer": "fancy"}}, "c.yaml")
+    with pytest.raises(ConfigError, match="tasks: List should have at least 1 item"):
+        parse_config({"tasks": []}, "c.yaml")
+    with pytest.raises(ConfigError, match="unknown_key"):
+        parse_config({"tasks": [], "unknown_key": 1}, "c.yaml")
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_data_paths_are_relative_to_the_config_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "c.yaml"
+    path.write_text(yaml.safe_dump({"tasks": [{"name": "a", "data": "../d", "train": {}, "test": {}}]}))
+    assert load_config(path).tasks[0].data == (tmp_path / "d").resolve()
