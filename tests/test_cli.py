@@ -56,3 +56,10 @@ def test_eval_then_run_then_show(tmp_path, tiny_checkpoint):
     assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["strategy"]["name"] == "fta"
     result = cli.invoke(app, ["show", str(tmp_path / "out")])
     assert result.exit_code == 0 and "average_wer" in result.output and "after t" in result.output
+
+
+def test_show_on_a_damaged_results_file_names_it(tmp_path):
+    (tmp_path / "matrix.json").write_text("{")
+    (tmp_path / "metrics.json").write_text("{}")
+    result = cli.invoke(app, ["show", str(tmp_path)])
+    assert result.exit_code == 2 and "matrix.json: damaged JSON" in result.output

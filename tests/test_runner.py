@@ -79,9 +79,6 @@ def test_interrupted_run_continues_after_the_last_finished_task(tmp_path, tiny_c
     path = _config(tmp_path, tiny_checkpoint)
     original = runner.train_task
 
-    class Crash(Exception):
-        pass
-
     def crash_on_second(*args, **kwargs):
         if kwargs["description"].startswith("task 2"):
             raise Crash
@@ -99,13 +96,47 @@ def test_interrupted_run_continues_after_the_last_finished_task(tmp_path, tiny_c
     assert calls == ["task 2 b"] and metrics["complete"]
 
 
-def test_changed_config_on_same_output_is_refused(tmp_path, tiny_checkpoint, monkeypatch):
+class Crash(Exception):
+    pass
+
+
+def _run_row0_only(path, monkeypatch):
+    """Run until training of task 1 starts: row 0 is committed."""
+    def crash(*args, **kwargs):
+        raise Crash
+
+    monkeypatch.setattr(runner, "train_task", crash)
+    with pytest.raises(Crash):
+        run_experiment(load_config(path))
+    monkeypatch.undo()
+
+
+def test_finished_rows_bind_the_directory_to_its_config_and_data(tmp_path, tiny_checkpoint, monkeypatch):
     path = _config(tmp_path, tiny_checkpoint)
-    monkeypatch.setattr(runner, "load_whisper", lambda *a: pytest.fail("should stop before loading"))
-    runner.claim_output_dir(load_config(path))
-    changed = load_config(path, {"seed": 7})
-    with pytest.raises(ConfigError, match="seed"):
-        run_experiment(changed)
+    _run_row0_only(path, monkeypatch)
+    with pytest.raises(ConfigError, match="differs at: seed"):
+        run_experiment(load_config(path, {"seed": 7}))
+    manifest = tmp_path / "a" / "metadata.jsonl"
+    manifest.write_text("".join(manifest.read_text().splitlines(keepends=True)[:-1]))  # drop a test row
+    with pytest.raises(ConfigError, match="test/a"):
+        run_experiment(load_config(path))
+
+
+def test_a_directory_with_nothing_committed_takes_a_new_config(tmp_path, tiny_checkpoint):
+    path = _config(tmp_path, tiny_checkpoint)
+    config = load_config(path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "config.yaml").write_text(yaml.safe_dump({**config.to_plain(), "seed": 99}))
+    runner.check_output_dir(config, runner.load_state(tmp_path / "out"))  # no finished rows: no refusal
+
+
+def test_a_moved_results_directory_still_resumes(tmp_path, tiny_checkpoint, monkeypatch):
+    path = _config(tmp_path, tiny_checkpoint)
+    _run_row0_only(path, monkeypatch)
+    (tmp_path / "out").rename(tmp_path / "moved")
+    config = load_config(path, {"output_dir": str(tmp_path / "moved")})
+    runner.check_output_dir(config, runner.load_state(tmp_path / "moved"))
+    assert runner.load_state(tmp_path / "moved").rows_done == 1
 
 
 def test_config_errors_name_the_key_path(tmp_path):
@@ -127,3 +158,9 @@ def test_data_paths_are_relative_to_the_config_file(tmp_path):
     path = tmp_path / "sub" / "c.yaml"
     path.write_text(yaml.safe_dump({"tasks": [{"name": "a", "data": "../d", "train": {}, "test": {}}]}))
     assert load_config(path).tasks[0].data == (tmp_path / "d").resolve()
+
+
+def test_general_set_names_must_be_unique():
+    general = [{"name": "g", "data": "x", "test": {}}] * 2
+    with pytest.raises(ConfigError, match="general: Value error, names must be unique"):
+        parse_config({"tasks": [{"name": "a", "data": "x", "train": {}, "test": {}}], "general": general}, "c.yaml")

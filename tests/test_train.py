@@ -7,7 +7,7 @@ from accelerate import Accelerator
 from clasr.data.batching import IGNORE_INDEX, SpeechCollator
 from clasr.data.manifest import Selection, read_dataset
 from clasr.models.whisper import tiny_random_whisper
-from clasr.train import TrainConfig, step_plan, token_cross_entropy, train_task
+from clasr.train import TrainConfig, accumulation_groups, token_cross_entropy, train_task
 
 
 def test_cross_entropy_ignores_unscored_positions():
@@ -20,11 +20,13 @@ def test_cross_entropy_ignores_unscored_positions():
 
 @pytest.mark.parametrize(
     "n_batches,accum,max_steps,expected",
-    [(10, 1, None, 10), (20, 1, None, 20), (10, 3, None, 4), (30, 1, 7, 7)],
+    [(10, 1, None, [1] * 10), (10, 3, None, [3, 3, 3, 1]), (30, 1, 7, [1] * 7), (5, 2, 2, [2, 2])],
 )
-def test_step_plan(n_batches, accum, max_steps, expected):
+def test_accumulation_groups(n_batches, accum, max_steps, expected):
     config = TrainConfig(grad_accumulation=accum, max_steps=max_steps)
-    assert step_plan(n_batches, config) == expected
+    groups = accumulation_groups([[i] for i in range(n_batches)], config)
+    assert [len(g) for g in groups] == expected
+    assert [b for g in groups for b in g] == [[i] for i in range(sum(expected))]
 
 
 def _train(folder, **overrides):

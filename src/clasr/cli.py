@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from clasr.data.audio import AudioError
 from clasr.data.manifest import DataError, Selection
 from clasr.progress import console
 
@@ -27,7 +28,9 @@ def _fail(message: str) -> None:
 def run(
     config: Path = typer.Argument(..., help="experiment YAML (see examples/)"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="results directory (overrides output_dir)"),
-    strategy: Optional[str] = typer.Option(None, help="strategy name (overrides the config's strategy: ft, fta)"),
+    strategy: Optional[str] = typer.Option(
+        None, help="strategy name: ft, fta (replaces the config's strategy and its options, unless the same name)"
+    ),
 ) -> None:
     """Run a continual-learning experiment: evaluate the foundation model, then train and evaluate
     task after task. Re-running on the same output directory resumes after the last finished task."""
@@ -40,12 +43,12 @@ def run(
     overrides: dict = {}
     if output is not None:
         overrides["output_dir"] = str(output)
-    if strategy is not None:
-        overrides["strategy"] = {"name": strategy}
     try:
         experiment = load_config(config, overrides)
+        if strategy is not None and strategy != experiment.strategy.name:
+            experiment = load_config(config, {**overrides, "strategy": {"name": strategy}})
         run_experiment(experiment)
-    except (ConfigError, DataError, ModelError) as error:
+    except (ConfigError, DataError, ModelError, AudioError) as error:
         _fail(str(error))
     matrix, metrics = read_results(experiment.output_dir)
     console.print(matrix_table(matrix))
@@ -58,10 +61,10 @@ def eval_command(
     model: str = typer.Option("tiny.en", help="built-in model name or local transformers Whisper folder"),
     data: Path = typer.Option(..., help="dataset folder with metadata.jsonl or metadata.csv"),
     split: Optional[str] = typer.Option("test", help="split to score (empty string: every row)"),
-    max_utterances: Optional[int] = typer.Option(None, help="score only the first N selected utterances"),
+    max_utterances: Optional[int] = typer.Option(None, min=1, help="score only the first N selected utterances"),
     normalizer: str = typer.Option("whisper_english", help="text normalizer before scoring"),
-    batch_size: int = typer.Option(16, help="utterances decoded together"),
-    window_seconds: float = typer.Option(30.0, help="encoder window in seconds (30 = Whisper's own)"),
+    batch_size: int = typer.Option(16, min=1, help="utterances decoded together"),
+    window_seconds: float = typer.Option(30.0, min=0.02, max=30.0, help="encoder window in seconds (30 = Whisper's own)"),
     hypotheses: Optional[Path] = typer.Option(None, help="write per-utterance results to this JSONL file"),
 ) -> None:
     """Transcribe a dataset with greedy decoding and print WER / CER."""
@@ -76,11 +79,11 @@ def eval_command(
         selection = Selection(split=split or None, max_utterances=max_utterances, max_duration=window_seconds)
         utterances, report = read_dataset(data, selection)
         bundle = load_whisper(model, window_seconds)
-    except (DataError, ModelError, ValueError) as error:
+        if report.bad_rows:
+            console.print(f"[yellow]skipped rows by reason:[/] {report.bad_counts()}")
+        result = evaluate(bundle, utterances, normalizer, batch_size)
+    except (DataError, ModelError, AudioError, ValueError) as error:
         _fail(str(error))
-    if report.bad_rows:
-        console.print(f"[yellow]skipped rows by reason:[/] {report.bad_counts()}")
-    result = evaluate(bundle, utterances, normalizer, batch_size)
     if hypotheses is not None:
         write_hypotheses(hypotheses, result.rows)
     console.print_json(json.dumps({"data": str(data), "split": split, **result.summary()}))
@@ -94,7 +97,7 @@ def show(results: Path = typer.Argument(..., help="results directory of `clasr r
 
     try:
         matrix, metrics = read_results(results)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:  # ValueError: a damaged JSON file
         _fail(str(error))
     console.print(matrix_table(matrix))
     console.print(matrix_table(matrix, "cer"))

@@ -59,7 +59,10 @@ def suppressed_ids(model, eot: int, first_step: bool) -> list[int]:
 def greedy_decode(
     model, input_features: torch.Tensor, prompt: list[int], eot: int, budgets: list[int]
 ) -> list[DecodedTokens]:
-    """Greedy decoding of a batch; row i stops at end-of-text or after ``budgets[i]`` tokens."""
+    """Greedy decoding of a batch; row i stops at end-of-text or after ``budgets[i]`` tokens
+    (never beyond the decoder's last position)."""
+    room = model.config.max_target_positions - len(prompt)
+    budgets = [min(b, room) for b in budgets]
     batch = input_features.shape[0]
     device = input_features.device
     encoder_states = model.model.encoder(input_features).last_hidden_state

@@ -8,12 +8,14 @@ Per optimizer step: the mean token cross-entropy over the scored label positions
 strategy's extra loss term), gradients accumulated over ``grad_accumulation`` batches,
 clipped to ``max_grad_norm``, AdamW, learning rate with linear warm-up then linear or
 cosine decay (or constant). Batches hold utterances of similar duration; their order is
-shuffled per epoch with a fixed seed.
+shuffled per epoch with a fixed seed. ``bf16`` runs forward and backward under bf16
+autocast (weights and optimizer state stay float32); it is applied here rather than through
+Accelerate's process-wide ``mixed_precision`` so that each task and benchmark can choose.
 """
 
 from __future__ import annotations
 
-import math
+import statistics
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -58,10 +60,17 @@ class TrainStats:
     utterances: int
     seconds: float
     losses: list[float] = field(default_factory=list)  # mean loss per optimizer step
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each optimizer step
 
     @property
     def seconds_per_step(self) -> float:
         return self.seconds / max(self.optimizer_steps, 1)
+
+    @property
+    def median_step_seconds(self) -> float | None:
+        """Median step time without the first step (warm-up: allocations, kernel selection)."""
+        timed = self.step_seconds[1:] or self.step_seconds
+        return statistics.median(timed) if timed else None
 
     def summary(self) -> dict:
         tail = self.losses[-10:]
@@ -70,6 +79,7 @@ class TrainStats:
             "utterances": self.utterances,
             "seconds": round(self.seconds, 2),
             "seconds_per_step": round(self.seconds_per_step, 3),
+            "median_step_seconds": self.median_step_seconds,
             "utterances_per_second": round(self.utterances / max(self.seconds, 1e-9), 2),
             "first_loss": self.losses[0] if self.losses else None,
             "last_loss_mean10": sum(tail) / len(tail) if tail else None,
@@ -81,11 +91,12 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
 
 
-def step_plan(n_batches: int, config: TrainConfig) -> int:
-    """Optimizer steps for ``n_batches`` batches (all epochs together): one per ``grad_accumulation``
-    batches, the last one possibly shorter, capped by ``max_steps``."""
-    steps = math.ceil(n_batches / config.grad_accumulation)
-    return min(steps, config.max_steps) if config.max_steps else steps
+def accumulation_groups(batches: list[list[int]], config: TrainConfig) -> list[list[list[int]]]:
+    """Batches grouped per optimizer step (``grad_accumulation`` each, the last possibly
+    shorter), at most ``max_steps`` groups."""
+    size = config.grad_accumulation
+    groups = [batches[i : i + size] for i in range(0, len(batches), size)]
+    return groups[: config.max_steps] if config.max_steps else groups
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -99,12 +110,20 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
 
 
 def _epoch_batches(utterances: Sequence[Utterance], config: TrainConfig, seed: int, accelerator) -> list[list[int]]:
-    """All epochs' batches for this process, in training order."""
+    """All epochs' batches for this process, in training order.
+
+    With several processes each takes every n-th batch of an epoch; the epoch is first cut
+    to a multiple of n batches so that every process makes the same number of steps.
+    """
     durations = [u.duration for u in utterances]
+    world, rank = accelerator.num_processes, accelerator.process_index
     batches = []
     for epoch in range(config.epochs):
         epoch_batches = duration_batches(durations, config.batch_size, shuffle=True, seed=seed + epoch)
-        batches += epoch_batches[accelerator.process_index :: accelerator.num_processes]
+        usable = len(epoch_batches) - len(epoch_batches) % world
+        if usable == 0:
+            raise ValueError(f"{len(utterances)} training utterances make fewer batches than the {world} processes")
+        batches += epoch_batches[:usable][rank::world]
     return batches
 
 
@@ -120,59 +139,57 @@ def train_task(
 ) -> TrainStats:
     """Train ``model`` in place on ``utterances``; returns the loss curve and timings."""
     set_seed(seed)
-    batches = _epoch_batches(utterances, config, seed, accelerator)
-    total_steps = step_plan(len(batches), config)
+    groups = accumulation_groups(_epoch_batches(utterances, config, seed, accelerator), config)
     optimizer = _optimizer(model, config)
-    scheduler = get_scheduler(
+    scheduler = get_scheduler(  # stepped here once per step: not handed to Accelerate, which steps it per process
         config.schedule if config.schedule != "constant" else "constant_with_warmup",
         optimizer,
-        num_warmup_steps=round(config.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
+        num_warmup_steps=round(config.warmup_ratio * len(groups)),
+        num_training_steps=len(groups),
     )
-    wrapped, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
     wrapped.train()
     stats = TrainStats(0, 0, 0.0)
     start = time.perf_counter()
-    step_losses: list[float] = []
     with progress_bar() as progress:
-        bar = progress.add_task(description, total=total_steps, info="", visible=accelerator.is_main_process)
-        for micro, indices in enumerate(batches):
-            batch = collator([utterances[i] for i in indices], indices).to(accelerator.device)
-            sync = (micro + 1) % config.grad_accumulation == 0 or micro + 1 == len(batches)
-            loss = _backward(wrapped, batch, accelerator, config, extra_loss, sync)
-            step_losses.append(loss)
-            stats.utterances += len(indices)
-            if not sync:
-                continue
+        bar = progress.add_task(description, total=len(groups), info="", visible=accelerator.is_main_process)
+        for group in groups:
+            step_start = time.perf_counter()
+            losses = []
+            for k, indices in enumerate(group):
+                batch = collator([utterances[i] for i in indices], indices).to(accelerator.device)
+                sync = k == len(group) - 1
+                losses.append(_backward(wrapped, batch, accelerator, config, extra_loss, sync, len(group)))
+                stats.utterances += len(indices)
             if config.max_grad_norm:
                 accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             stats.optimizer_steps += 1
-            stats.losses.append(sum(step_losses) / len(step_losses))
-            step_losses = []
-            elapsed = time.perf_counter() - start
-            info = f"loss {stats.losses[-1]:.3f}  {stats.utterances / elapsed:.1f} utt/s"
+            stats.losses.append(sum(losses) / len(losses))
+            now = time.perf_counter()
+            stats.step_seconds.append(now - step_start)
+            info = f"loss {stats.losses[-1]:.3f}  {stats.utterances / (now - start):.1f} utt/s"
             progress.update(bar, advance=1, info=info)
-            if stats.optimizer_steps >= total_steps:
-                break
     stats.seconds = time.perf_counter() - start
-    accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)
     accelerator.free_memory()
     model.eval()
     return stats
 
 
-def _backward(wrapped, batch: SpeechBatch, accelerator, config: TrainConfig, extra_loss, sync: bool) -> float:
-    """Forward and backward of one batch; gradients synchronised across processes only when ``sync``."""
-    context = accelerator.no_sync(wrapped) if not sync else nullcontext()
-    with context, accelerator.autocast():
-        logits = wrapped(input_features=batch.input_features, decoder_input_ids=batch.decoder_input_ids).logits
-        loss = token_cross_entropy(logits, batch.labels)
-        if extra_loss is not None:
-            extra = extra_loss(accelerator.unwrap_model(wrapped), batch, logits)
-            if extra is not None:
-                loss = loss + extra
-        accelerator.backward(loss / config.grad_accumulation)
+def _backward(wrapped, batch: SpeechBatch, accelerator, config: TrainConfig, extra_loss, sync: bool, group: int) -> float:
+    """Forward and backward of one of the ``group`` batches of a step; gradients are
+    synchronised across processes only when ``sync`` (the step's last batch)."""
+    with accelerator.no_sync(wrapped) if not sync else nullcontext():
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            logits = wrapped(
+                input_features=batch.input_features, decoder_input_ids=batch.decoder_input_ids, use_cache=False
+            ).logits
+            loss = token_cross_entropy(logits, batch.labels)
+            if extra_loss is not None:
+                extra = extra_loss(accelerator.unwrap_model(wrapped), batch, logits)
+                if extra is not None:
+                    loss = loss + extra
+        accelerator.backward(loss / group)
     return float(loss.detach())

@@ -82,8 +82,16 @@ class SpeechCollator:
     expects after the prompt.
     """
 
-    def __init__(self, feature_extractor, tokenizer, window_frames: int, lowercase_targets: bool = False):
+    def __init__(
+        self,
+        feature_extractor,
+        tokenizer,
+        window_frames: int,
+        lowercase_targets: bool = False,
+        max_target_positions: int = 448,
+    ):
         self.feature_extractor = feature_extractor
+        self.max_target_positions = max_target_positions
         self.tokenizer = tokenizer
         self.window_frames = window_frames
         self.lowercase_targets = lowercase_targets
@@ -123,7 +131,18 @@ class SpeechCollator:
             label_ids[row, : len(lab)] = torch.tensor(lab)
         return input_ids, label_ids
 
+    def check_length(self, utterance: Utterance) -> None:
+        """ValueError naming the utterance when its transcript does not fit the decoder."""
+        n = len(self.prompt) + len(self.target_ids(utterance.text)) + 1
+        if n > self.max_target_positions:
+            raise ValueError(
+                f"{utterance.audio_path} (row {utterance.row}): transcript needs {n} decoder positions, "
+                f"the model has {self.max_target_positions}"
+            )
+
     def __call__(self, utterances: Sequence[Utterance], indices: Sequence[int]) -> SpeechBatch:
+        for utterance in utterances:
+            self.check_length(utterance)
         feats, lengths = self.features([load_audio(u.audio_path) for u in utterances])
         input_ids, labels = self.tokens([u.text for u in utterances])
         return SpeechBatch(feats, lengths, input_ids, labels, list(indices))

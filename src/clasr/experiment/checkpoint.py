@@ -26,9 +26,11 @@ PROGRESS_DIR = "progress"
 
 @dataclass
 class RunState:
-    """Rows of the matrix finished so far (row 0 = the foundation model)."""
+    """Rows of the matrix finished so far (row 0 = the foundation model), and the
+    fingerprints of the sets they were scored on (see :meth:`ExperimentSets.fingerprints`)."""
 
     rows: list[dict] = field(default_factory=list)
+    data: dict[str, dict] = field(default_factory=dict)
 
     @property
     def rows_done(self) -> int:
@@ -44,7 +46,7 @@ def commit(
     """Write state, model and strategy state as one atomic folder swap."""
     with atomic_path(output_dir / PROGRESS_DIR) as tmp:
         tmp.mkdir()
-        (tmp / "state.json").write_text(json.dumps({"rows": state.rows}, indent=2) + "\n", encoding="utf-8")
+        (tmp / "state.json").write_text(json.dumps({"rows": state.rows, "data": state.data}, indent=2) + "\n", encoding="utf-8")
         if model is not None:
             save_model(model, str(tmp / "model.safetensors"))
         if strategy_state:
@@ -56,7 +58,8 @@ def load_state(output_dir: Path) -> RunState:
     path = recover(output_dir / PROGRESS_DIR) / "state.json"
     if not path.exists():
         return RunState()
-    return RunState(json.loads(path.read_text(encoding="utf-8"))["rows"])
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    return RunState(saved["rows"], saved.get("data", {}))
 
 
 def restore(output_dir: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -88,13 +88,13 @@ class ExperimentConfig(_Strict):
     tasks: list[TaskConfig] = Field(min_length=1)
     general: list[GeneralSetConfig] = []
 
-    @field_validator("tasks")
+    @field_validator("tasks", "general")
     @classmethod
-    def _unique_names(cls, tasks: list[TaskConfig]) -> list[TaskConfig]:
-        names = [t.name for t in tasks]
+    def _unique_names(cls, sets: list) -> list:
+        names = [s.name for s in sets]
         if len(set(names)) != len(names):
-            raise ValueError(f"task names must be unique, got {names}")
-        return tasks
+            raise ValueError(f"names must be unique, got {names}")
+        return sets
 
     def resolved(self, base: Path) -> "ExperimentConfig":
         """A copy whose data folders are absolute (relative ones taken from ``base``)."""
@@ -133,6 +133,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
         raise ConfigError(f"{path}: no such config file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error})") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if isinstance(data, dict) and overrides:

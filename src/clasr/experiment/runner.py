@@ -36,21 +36,33 @@ def _differences(old, new, path: str = "") -> list[str]:
     return [] if old == new else [path or "(top level)"]
 
 
-def claim_output_dir(config: ExperimentConfig) -> Path:
-    """Create the output directory with the resolved config, or check that it holds this config's run."""
-    out = Path(config.output_dir)
-    saved = out / "config.yaml"
-    plain = config.to_plain()
-    if saved.exists():
-        diff = _differences(yaml.safe_load(saved.read_text(encoding="utf-8")), plain)
-        if diff:
-            raise ConfigError(
-                f"{out} holds a run of a different config (differs at: {', '.join(diff)}); "
-                "use another output_dir, or delete the directory to start over"
-            )
-    else:
-        write_text(saved, yaml.safe_dump(plain, sort_keys=False))
-    return out
+def check_output_dir(config: ExperimentConfig, state: RunState) -> None:
+    """Refuse to continue a run of another config in the same directory.
+
+    Only a directory with finished rows is bound to its config (``output_dir`` itself is
+    not compared, so a moved directory still resumes); one where nothing was committed yet
+    is simply taken over by the new config.
+    """
+    saved = Path(config.output_dir) / "config.yaml"
+    if not state.rows_done or not saved.exists():
+        return
+    old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    diff = [d for d in _differences(old, config.to_plain()) if d != "output_dir"]
+    if diff:
+        raise ConfigError(
+            f"{config.output_dir} holds a run of a different config (differs at: {', '.join(diff)}); "
+            "use another output_dir, or delete the directory to start over"
+        )
+
+
+def check_same_data(state: RunState, fingerprints: dict[str, dict]) -> None:
+    """Refuse to resume when a set now selects other utterances than when the run started."""
+    changed = [key for key, value in state.data.items() if fingerprints.get(key) != value]
+    if changed:
+        raise ConfigError(
+            f"the data changed since this run started ({', '.join(changed)} now select other utterances: "
+            "edited manifest, or rows that became unreadable); use another output_dir"
+        )
 
 
 def evaluate_row(bundle: WhisperBundle, sets: ExperimentSets, config: ExperimentConfig, out: Path, row: int) -> dict:
@@ -84,7 +96,13 @@ def run_task(
 ) -> dict:
     """Train on task ``index`` (1-based) and apply the strategy; returns the row's training facts."""
     task = config.tasks[index - 1]
-    collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames, task.lowercase_targets)
+    collator = SpeechCollator(
+        bundle.feature_extractor,
+        bundle.tokenizer,
+        bundle.window_frames,
+        task.lowercase_targets,
+        bundle.model.config.max_target_positions,
+    )
     start = time.perf_counter()
     strategy.before_task(bundle.model, index)
     before = time.perf_counter() - start
@@ -145,28 +163,32 @@ def _timings(state: RunState) -> dict:
 
 def run_experiment(config: ExperimentConfig) -> dict:
     """Run (or resume) ``config``; returns the metrics (``complete: true`` once every row is done)."""
-    out = claim_output_dir(config)
+    out = Path(config.output_dir)
+    state = load_state(out)
+    check_output_dir(config, state)
     sets = load_sets(config)
-    write_json(out / "data_report.json", {"bad_row_counts": sets.bad_row_counts(), "sets": sets.reports})
-    skipped = sets.bad_row_counts()
-    if skipped:
-        console.print(f"[yellow]skipped rows by reason:[/] {skipped} (details in {out / 'data_report.json'})")
+    check_same_data(state, sets.fingerprints())
     bundle = load_whisper(config.model.name, config.model.window_seconds)
     strategy = build_strategy(config.strategy)
-    accelerator = Accelerator(mixed_precision="bf16" if config.train.bf16 else "no")
-    state = load_state(out)
+    accelerator = Accelerator()
+    main = accelerator.is_main_process
+    if main:  # evaluation and every write happen once, on the main process
+        write_text(out / "config.yaml", yaml.safe_dump(config.to_plain(), sort_keys=False))
+        write_json(out / "data_report.json", {"bad_row_counts": sets.bad_row_counts(), "sets": sets.reports})
+    if sets.bad_row_counts():
+        console.print(f"[yellow]skipped rows by reason:[/] {sets.bad_row_counts()} (see {out / 'data_report.json'})")
     if state.rows_done:
         strategy.load_state_dict(restore(out, bundle.model))
         console.print(f"resuming {out}: rows 0..{state.rows_done - 1} already done")
+    state.data = sets.fingerprints()
     bundle.model.to(accelerator.device)
-    main = accelerator.is_main_process
     for index in range(state.rows_done, len(config.tasks) + 1):
         start = time.perf_counter()
         row: dict = {"label": "foundation"}
         if index > 0:
             row = {"label": f"after {config.tasks[index - 1].name}"}
             row.update(run_task(bundle, strategy, sets, config, accelerator, index))
-        if main:  # evaluation and every write happen once, on the main process
+        if main:
             row["cells"] = evaluate_row(bundle, sets, config, out, index)
             row["seconds"] = time.perf_counter() - start
             state.rows.append(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,15 @@ class ExperimentSets:
     train: dict[str, list[Utterance]] = field(default_factory=dict)
     evaluation: list[EvalSet] = field(default_factory=list)
     reports: dict[str, dict] = field(default_factory=dict)
+
+    def fingerprints(self) -> dict[str, dict]:
+        """Per set: how many utterances and a digest of their ids, in order."""
+        named = {f"train/{task}": utts for task, utts in self.train.items()}
+        named.update({s.key: s.utterances for s in self.evaluation})
+        return {
+            key: {"utterances": len(utts), "sha1": hashlib.sha1("\n".join(u.id for u in utts).encode()).hexdigest()}
+            for key, utts in named.items()
+        }
 
     def bad_row_counts(self) -> dict[str, int]:
         """Skipped rows per reason, over every set."""

@@ -122,13 +122,30 @@ def load_whisper(
 
     See :func:`set_encoder_window` for what a window shorter than the checkpoint's implies.
     """
-    path = resolve_model(name_or_path)
     try:
-        model = WhisperForConditionalGeneration.from_pretrained(path, dtype=dtype, local_files_only=True)
+        path = resolve_model(name_or_path)
+    except ModelError:
+        raise
+    except Exception as error:  # missing package, unwritable cache, corrupt CTranslate2 file …
+        raise ModelError(f"cannot prepare model {str(name_or_path)!r}: {type(error).__name__}: {error}") from error
+    try:
+        model, info = WhisperForConditionalGeneration.from_pretrained(
+            path, dtype=dtype, local_files_only=True, output_loading_info=True
+        )
         feature_extractor = WhisperFeatureExtractor.from_pretrained(path, local_files_only=True)
         tokenizer = WhisperTokenizerFast.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as error:
-        raise ModelError(f"{path}: cannot load the Whisper checkpoint ({error})") from error
+    except Exception as error:  # corrupt safetensors, wrong config, missing tokenizer files …
+        raise ModelError(f"{path}: cannot load the Whisper checkpoint ({type(error).__name__}: {error})") from error
+    if info["missing_keys"] or info["unexpected_keys"]:
+        raise ModelError(
+            f"{path}: weights do not match the config (missing: {sorted(info['missing_keys'])[:5]}, "
+            f"unexpected: {sorted(info['unexpected_keys'])[:5]})"
+        )
+    if model.generation_config.is_multilingual:
+        raise ModelError(
+            f"{path}: multilingual Whisper checkpoints are not supported yet (they need a language "
+            "and task prompt); use an English-only (.en) checkpoint"
+        )
     freeze_encoder_positions(model)
     return _bundle(model, feature_extractor, tokenizer, window_seconds)
 

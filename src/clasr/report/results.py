@@ -52,7 +52,10 @@ def build_metrics(matrix: dict, rate: str = "wer") -> dict:
     complete = len(matrix[rate]) == n_tasks + 1
     if not complete:
         return {"complete": False, "rows_done": len(matrix[rate]), "rows_expected": n_tasks + 1}
-    metrics = continual_metrics(matrix[rate], matrix[f"general_{rate}"] or None)
+    try:
+        metrics = continual_metrics(matrix[rate], matrix[f"general_{rate}"] or None)
+    except ValueError as error:  # e.g. a set whose references all normalise to nothing (rate NaN)
+        return {"complete": True, "rate": rate, "error": str(error)}
     return {"complete": True, "rate": rate, **metrics, "definitions": METRIC_DEFINITIONS}
 
 
@@ -84,5 +87,11 @@ def read_results(output_dir: Path) -> tuple[dict, dict]:
     missing = [name for name in ("matrix.json", "metrics.json") if not (output_dir / name).exists()]
     if missing:
         raise FileNotFoundError(f"{output_dir}: not a clasr results directory (missing {', '.join(missing)})")
-    load = lambda name: json.loads((output_dir / name).read_text(encoding="utf-8"))  # noqa: E731
-    return load("matrix.json"), load("metrics.json")
+    return _load_json(output_dir / "matrix.json"), _load_json(output_dir / "metrics.json")
+
+
+def _load_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: damaged JSON ({error})") from None

@@ -34,6 +34,9 @@ def metrics_table(metrics: dict) -> Table:
     if not metrics.get("complete"):
         table.add_row("(incomplete)", f"{metrics['rows_done']}/{metrics['rows_expected']} rows", "run not finished")
         return table
+    if "error" in metrics:
+        table.add_row("(not computable)", "—", metrics["error"])
+        return table
     for key in ("average_wer", "backward_transfer", "forgetting", "learning"):
         table.add_row(key, _percent(metrics[key]), METRIC_DEFINITIONS[key])
     for name, change in (metrics.get("general") or {}).items():

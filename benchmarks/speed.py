@@ -1,0 +1,81 @@
+"""Training-step and decoding speed of Whisper on this machine, with in-run baselines.
+
+    .venv/bin/python benchmarks/speed.py [--model tiny.en] [--data DIR] [--steps 6]
+
+Prints, for the same real utterances:
+- full fine-tuning seconds per optimizer step (batch 8) in float32 and with bf16 autocast
+  (ratio bf16 / fp32), and peak resident memory;
+- greedy decoding seconds per utterance at batch 1 and at batch 16 (ratio batch16 / batch1).
+The first step of each setting is a warm-up and is not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+from accelerate import Accelerator
+
+from clasr.data.batching import SpeechCollator
+from clasr.data.manifest import Selection, read_dataset
+from clasr.evaluate import transcribe
+from clasr.models.whisper import load_whisper
+from clasr.train import TrainConfig, train_task
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "arctic_kathleen_mini"
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def step_seconds(model_name: str, utterances, steps: int, bf16: bool) -> float:
+    """Median seconds per optimizer step of full fine-tuning (first step excluded)."""
+    bundle = load_whisper(model_name)
+    collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
+    config = TrainConfig(max_steps=steps + 1, batch_size=8, epochs=100, bf16=bf16, warmup_ratio=0.0)
+    stats = train_task(bundle.model, utterances, collator, config, Accelerator())
+    return stats.median_step_seconds
+
+
+def decode_seconds(model_name: str, utterances, batch_size: int) -> float:
+    bundle = load_whisper(model_name)
+    transcribe(bundle, utterances[:batch_size], batch_size)  # warm-up
+    start = time.perf_counter()
+    transcribe(bundle, utterances, batch_size)
+    return (time.perf_counter() - start) / len(utterances)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--decode-utterances", type=int, default=32)
+    args = parser.parse_args()
+
+    utterances, _ = read_dataset(args.data, Selection(max_duration=30.0))
+    fp32 = step_seconds(args.model, utterances, args.steps, bf16=False)
+    bf16 = step_seconds(args.model, utterances, args.steps, bf16=True)
+    to_decode = utterances[: args.decode_utterances]
+    batch1 = decode_seconds(args.model, to_decode, 1)
+    batch16 = decode_seconds(args.model, to_decode, 16)
+    figures = {
+        "model": args.model,
+        "data": str(args.data),
+        "train_step_seconds_fp32": round(fp32, 3),
+        "train_step_seconds_bf16": round(bf16, 3),
+        "bf16_over_fp32": round(bf16 / fp32, 3),
+        "decode_seconds_per_utterance_batch1": round(batch1, 3),
+        "decode_seconds_per_utterance_batch16": round(batch16, 3),
+        "batch16_over_batch1": round(batch16 / batch1, 3),
+        "peak_rss_gb": round(peak_rss_gb(), 2),
+    }
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
