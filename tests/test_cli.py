@@ -56,6 +56,7 @@ def test_eval_then_run_then_show(tmp_path, tiny_checkpoint):
     assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["strategy"]["name"] == "fta"
     result = cli.invoke(app, ["show", str(tmp_path / "out")])
     assert result.exit_code == 0 and "average_wer" in result.output and "after t" in result.output
+    assert "R[T][j]" in result.output.replace("\n", " ") or "R[T][j]" in result.output
 
 
 def test_show_on_a_damaged_results_file_names_it(tmp_path):

@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
 from clasr.data.audio import AudioError
 from clasr.data.manifest import DataError, Selection
 from clasr.progress import console
+
+stdout = Console()  # results (tables, JSON); logs and progress go to stderr
 
 app = typer.Typer(
     help="clasr — continual learning for speech recognition: adapt Whisper domain after domain without forgetting.",
@@ -20,7 +24,7 @@ app = typer.Typer(
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -51,8 +55,8 @@ def run(
     except (ConfigError, DataError, ModelError, AudioError) as error:
         _fail(str(error))
     matrix, metrics = read_results(experiment.output_dir)
-    console.print(matrix_table(matrix))
-    console.print(metrics_table(metrics))
+    stdout.print(matrix_table(matrix))
+    stdout.print(metrics_table(metrics))
     console.print(f"results in {experiment.output_dir}")
 
 
@@ -86,7 +90,7 @@ def eval_command(
         _fail(str(error))
     if hypotheses is not None:
         write_hypotheses(hypotheses, result.rows)
-    console.print_json(json.dumps({"data": str(data), "split": split, **result.summary()}))
+    stdout.print_json(json.dumps({"data": str(data), "split": split, **result.summary()}))
 
 
 @app.command()
@@ -99,9 +103,9 @@ def show(results: Path = typer.Argument(..., help="results directory of `clasr r
         matrix, metrics = read_results(results)
     except (FileNotFoundError, ValueError) as error:  # ValueError: a damaged JSON file
         _fail(str(error))
-    console.print(matrix_table(matrix))
-    console.print(matrix_table(matrix, "cer"))
-    console.print(metrics_table(metrics))
+    stdout.print(matrix_table(matrix))
+    stdout.print(matrix_table(matrix, "cer"))
+    stdout.print(metrics_table(metrics))
 
 
 if __name__ == "__main__":

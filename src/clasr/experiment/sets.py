@@ -8,6 +8,8 @@ from pathlib import Path
 
 from clasr.data.manifest import BadRow, Selection, Utterance, read_dataset
 from clasr.experiment.config import ExperimentConfig
+from rich.markup import escape
+
 from clasr.progress import console
 
 
@@ -51,7 +53,7 @@ def _within_window(selection: Selection, window_seconds: float) -> Selection:
 
 
 def _report_bad_row(bad: BadRow) -> None:
-    console.print(f"[yellow]skipped[/] {bad}", highlight=False)
+    console.print(f"[yellow]skipped[/] {escape(str(bad))}", highlight=False)
 
 
 def _read(folder: Path, selection: Selection, key: str, config: ExperimentConfig, sets: ExperimentSets):

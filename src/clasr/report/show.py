@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from clasr.metrics.continual import METRIC_DEFINITIONS
@@ -16,12 +17,12 @@ def matrix_table(matrix: dict, rate: str = "wer") -> Table:
     table = Table(title=f"{rate.upper()} matrix (%) — row i: after training through task i")
     table.add_column("row")
     for task in matrix["tasks"]:
-        table.add_column(task, justify="right")
+        table.add_column(escape(task), justify="right")
     for name in matrix["general"]:
-        table.add_column(f"general:{name}", justify="right", style="cyan")
+        table.add_column(escape(f"general:{name}"), justify="right", style="cyan")
     for i, label in enumerate(matrix["row_labels"]):
         general = [matrix[f"general_{rate}"][g][i] for g in matrix["general"]]
-        table.add_row(label, *(_percent(v) for v in [*matrix[rate][i], *general]))
+        table.add_row(escape(label), *(_percent(v) for v in [*matrix[rate][i], *general]))
     return table
 
 
@@ -35,11 +36,11 @@ def metrics_table(metrics: dict) -> Table:
         table.add_row("(incomplete)", f"{metrics['rows_done']}/{metrics['rows_expected']} rows", "run not finished")
         return table
     if "error" in metrics:
-        table.add_row("(not computable)", "—", metrics["error"])
+        table.add_row("(not computable)", "—", escape(metrics["error"]))
         return table
     for key in ("average_wer", "backward_transfer", "forgetting", "learning"):
-        table.add_row(key, _percent(metrics[key]), METRIC_DEFINITIONS[key])
+        table.add_row(key, _percent(metrics[key]), escape(METRIC_DEFINITIONS[key]))
     for name, change in (metrics.get("general") or {}).items():
         values = f"{_percent(change['initial'])} → {_percent(change['final'])} ({100 * change['change']:+.2f})"
-        table.add_row(f"general:{name}", values, METRIC_DEFINITIONS["general"])
+        table.add_row(escape(f"general:{name}"), values, escape(METRIC_DEFINITIONS["general"]))
     return table
