@@ -57,6 +57,8 @@ def test_eval_then_run_then_show(tmp_path, tiny_checkpoint):
     result = cli.invoke(app, ["show", str(tmp_path / "out")])
     assert result.exit_code == 0 and "average_wer" in result.output and "after t" in result.output
     assert "R[T][j]" in result.output.replace("\n", " ") or "R[T][j]" in result.output
+    result = cli.invoke(app, ["show", "--markdown", str(tmp_path / "out")])
+    assert result.exit_code == 0 and "| row | t |" in result.output and "| Average WER | BWT |" in result.output
 
 
 def test_show_on_a_damaged_results_file_names_it(tmp_path):

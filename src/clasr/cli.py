@@ -94,8 +94,12 @@ def eval_command(
 
 
 @app.command()
-def show(results: Path = typer.Argument(..., help="results directory of `clasr run`")) -> None:
+def show(
+    results: Path = typer.Argument(..., help="results directory of `clasr run`"),
+    markdown: bool = typer.Option(False, "--markdown", help="Markdown tables instead of terminal tables"),
+) -> None:
     """Print the WER matrix and the continual metrics of a results directory."""
+    from clasr.report.markdown import matrix_markdown, metrics_markdown
     from clasr.report.results import read_results
     from clasr.report.show import matrix_table, metrics_table
 
@@ -103,6 +107,10 @@ def show(results: Path = typer.Argument(..., help="results directory of `clasr r
         matrix, metrics = read_results(results)
     except (FileNotFoundError, ValueError) as error:  # ValueError: a damaged JSON file
         _fail(str(error))
+    if markdown:
+        print(f"WER (%)\n\n{matrix_markdown(matrix)}\n\nCER (%)\n\n{matrix_markdown(matrix, 'cer')}")
+        print(f"\n{metrics_markdown(metrics)}")
+        return
     stdout.print(matrix_table(matrix))
     stdout.print(matrix_table(matrix, "cer"))
     stdout.print(metrics_table(metrics))

@@ -19,24 +19,31 @@ from clasr.data.batching import SpeechCollator, duration_batches
 from clasr.data.manifest import Utterance
 from clasr.decoding import DecodeLimits, greedy_decode
 from clasr.metrics.text import get_normalizer
-from clasr.metrics.wer import CorpusScore, corpus_score, score_utterance
+from clasr.metrics.wer import CorpusScore, bootstrap_ci, corpus_score, score_utterance
 from clasr.progress import progress_bar
 
 
 @dataclass
 class EvalResult:
-    """A scored set: corpus score, one row per utterance (input order), decoding time."""
+    """A scored set: corpus score, one row per utterance (input order), decoding time, and
+    the 95 % bootstrap confidence interval of the WER (utterances resampled, seed 0)."""
 
     score: CorpusScore
     rows: list[dict]
     seconds: float
+    wer_ci95: tuple[float, float]  # percentile bootstrap over utterances
 
     @property
     def token_limit_hits(self) -> int:
         return sum(row["hit_token_limit"] for row in self.rows)
 
     def summary(self) -> dict:
-        return {**asdict(self.score), "seconds": self.seconds, "token_limit_hits": self.token_limit_hits}
+        return {
+            **asdict(self.score),
+            "wer_ci95": list(self.wer_ci95),
+            "seconds": self.seconds,
+            "token_limit_hits": self.token_limit_hits,
+        }
 
 
 def transcribe(
@@ -102,7 +109,7 @@ def evaluate(
                 **score.to_dict(),
             }
         )
-    return EvalResult(corpus_score(scores), rows, time.perf_counter() - start)
+    return EvalResult(corpus_score(scores), rows, time.perf_counter() - start, bootstrap_ci(scores))
 
 
 def write_hypotheses(path: str | Path, rows: Sequence[dict]) -> None:

@@ -1,7 +1,8 @@
 """The plain files of a results directory, derived from the committed run state.
 
     matrix.json        row labels, task and general-set names, WER / CER / CER-nospace
-                       matrices (rows × tasks) and general-set columns, dev matrices if any
+                       matrices (rows × tasks) and general-set columns, dev matrices if any, and
+                       ``wer_ci95``: each WER cell's 95 % bootstrap interval
     matrix_wer.csv     the same WER figures as a table (one line per row of the matrix)
     matrix_cer.csv
     metrics.json       Average WER, BWT, forgetting, learning, general-set change, with the
@@ -36,7 +37,7 @@ def build_matrix(rows: list[dict], tasks: list[str], general: list[str], dev: li
         "general": general,
         "dev": dev,
     }
-    for rate in RATES:
+    for rate in (*RATES, "wer_ci95"):
         columns = [_column(rows, f"test/{t}", rate) for t in tasks]
         matrix[rate] = [list(cells) for cells in zip(*columns)] if columns else []
         matrix[f"general_{rate}"] = {g: _column(rows, f"general/{g}", rate) for g in general}

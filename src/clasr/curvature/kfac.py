@@ -1,0 +1,288 @@
+"""K-FAC factors of Linear layers, averaged over real (non-padded) positions only.
+
+A Linear layer s = W x + b runs at many positions p of a sequence (encoder frames,
+decoder tokens). Over the N real positions of that sequence, across all batches::
+
+    A = (1/N) Σ_p x_p x_pᵀ                    (in × in, the layer's inputs)
+    G = (1/N) Σ_p ĝ_p ĝ_pᵀ,  ĝ_p = ∂L/∂s_p     (out × out, the pre-bias output gradients)
+
+where L = Σ_i ℓ_i is the loss *summed* over the scored tokens of the batch (not their
+mean: the 1/M of a mean loss would make G depend on how utterances are batched). With
+the K-FAC "expand" approximation for weight sharing (Eschenhagen et al. 2023), the Fisher
+block of W for the summed loss is F ≈ N · A ⊗ G (column-stacking vec(W)), and for a mean
+loss over M tokens (N/M) · A ⊗ G. This is exactly curvlinops' ``KFACLinearOperator``
+(``kfac_approx="expand"``, ``CrossEntropyLoss(reduction="mean")``) when every position is
+real and scored. A carries no homogeneous 1 for the bias (curvlinops'
+``separate_weight_and_bias=True``): IHR corrects only the weights.
+
+Padding never enters: the input rows and output-gradient rows of a layer are selected by
+a boolean mask of the layer's *sequence kind* (each tracked Linear has one kind, and each
+batch brings one mask per kind), and the rows outside it are dropped, never weighted by 0.
+For Whisper the kind of a Linear is the sequence its input rows belong to: every encoder
+layer and the decoder's cross-attention ``k_proj``/``v_proj`` (they read encoder states)
+are "encoder"; the rest of the decoder is "decoder". An encoder position is real when it
+covers audio (see :func:`encoder_positions`), a decoder position when its label is scored.
+
+Fisher types: ``empirical`` differentiates the loss of the true labels; ``sampled`` that
+of labels drawn once per scored position from the model's own predictive distribution
+(teacher forcing: the decoder inputs stay as given), with a seeded generator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from itertools import islice
+from typing import Callable, Iterable, Iterator, Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from clasr.atomic import atomic_path
+from clasr.data.batching import IGNORE_INDEX, SpeechBatch
+
+Masks = dict[str, torch.Tensor]  # sequence kind → boolean (B, T) mask, True at real positions
+FisherType = Literal["empirical", "sampled"]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_FORMAT = "clasr.kfac/1"
+
+
+@dataclass
+class KFACFactors:
+    """Per-layer K-FAC factors (float32) and the number of real positions N behind each."""
+
+    A: dict[str, torch.Tensor]
+    G: dict[str, torch.Tensor]
+    counts: dict[str, int]
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the factors."""
+        return sum(t.numel() * t.element_size() for t in [*self.A.values(), *self.G.values()])
+
+    def __add__(self, other: KFACFactors) -> KFACFactors:
+        """Factors summed layer by layer (IHR's "sum" over past tasks: each task, already an
+        average over its own positions, weighs the same); counts add."""
+        if self.A.keys() != other.A.keys():
+            raise ValueError("cannot add K-FAC factors of different layer sets")
+        return KFACFactors(
+            {k: self.A[k] + other.A[k] for k in self.A},
+            {k: self.G[k] + other.G[k] for k in self.G},
+            {k: self.counts[k] + other.counts[k] for k in self.counts},
+        )
+
+    def __radd__(self, other: int | KFACFactors) -> KFACFactors:
+        """So that ``sum(list_of_factors)`` works (it starts from 0)."""
+        return self if isinstance(other, int) and other == 0 else self + other
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the factors to one safetensors file, atomically (keys ``<layer>.A``/``<layer>.G``,
+        counts in the metadata)."""
+        tensors = {f"{k}.A": v.contiguous().cpu() for k, v in self.A.items()}
+        tensors |= {f"{k}.G": v.contiguous().cpu() for k, v in self.G.items()}
+        metadata = {"format": _FORMAT, "counts": json.dumps(self.counts)}
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> KFACFactors:
+        """Read factors written by :meth:`save`."""
+        with safe_open(path, framework="pt", device=str(device)) as f:
+            metadata = f.metadata() or {}
+            if metadata.get("format") != _FORMAT:
+                raise ValueError(f"{path} is not a K-FAC factor file ({_FORMAT})")
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+        counts = json.loads(metadata["counts"])
+        return cls({k: tensors[f"{k}.A"] for k in counts}, {k: tensors[f"{k}.G"] for k in counts}, counts)
+
+
+class KFACCollector:
+    """Accumulates the masked sums Σ x xᵀ and Σ ĝ ĝᵀ of tracked Linear layers, pass after pass.
+
+    ``layers`` maps names to the Linear modules to track, ``kinds`` each name to its
+    sequence kind. Each :meth:`step` installs the hooks, runs one forward/backward pass and
+    removes them; the model's parameters, their ``.grad`` and ``requires_grad`` are left
+    as they were. Sums are kept in float64.
+    """
+
+    def __init__(self, layers: dict[str, nn.Linear], kinds: dict[str, str]):
+        missing = layers.keys() - kinds.keys()
+        if missing:
+            raise ValueError(f"no sequence kind for layers {sorted(missing)}")
+        self.layers = layers
+        self.kinds = kinds
+        zeros = lambda n, m: torch.zeros(n, n, dtype=torch.float64, device=m.weight.device)  # noqa: E731
+        self._A = {name: zeros(m.in_features, m) for name, m in layers.items()}
+        self._G = {name: zeros(m.out_features, m) for name, m in layers.items()}
+        self._counts = dict.fromkeys(layers, 0)
+
+    def step(self, masks: Masks, summed_loss: Callable[[], torch.Tensor]) -> None:
+        """One pass: ``summed_loss()`` runs the model and returns L = Σ_i ℓ_i over the scored
+        terms; ``masks`` gives each kind's real positions, shaped like the layer inputs
+        without their feature dimension."""
+        missing = {self.kinds[name] for name in self.layers} - masks.keys()
+        if missing:
+            raise ValueError(f"no mask for sequence kinds {sorted(missing)}")
+        weights = [m.weight for m in self.layers.values()]
+        with torch.enable_grad(), _requiring_grad(weights), self._hooks(masks):
+            torch.autograd.grad(summed_loss(), weights, allow_unused=True)
+
+    def factors(self) -> KFACFactors:
+        """The averages A = Σ x xᵀ / N and G = Σ ĝ ĝᵀ / N, as float32."""
+        empty = [name for name, n in self._counts.items() if n == 0]
+        if empty:
+            raise ValueError(f"no real positions reached layers {empty}")
+        average = lambda sums: {k: (v / self._counts[k]).float() for k, v in sums.items()}  # noqa: E731
+        return KFACFactors(average(self._A), average(self._G), dict(self._counts))
+
+    @contextmanager
+    def _hooks(self, masks: Masks) -> Iterator[None]:
+        handles = [
+            module.register_forward_hook(
+                partial(self._on_forward, name, masks[self.kinds[name]].bool()), with_kwargs=True
+            )
+            for name, module in self.layers.items()
+        ]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _on_forward(
+        self, name: str, mask: torch.Tensor, module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor
+    ) -> None:
+        x = args[0] if args else kwargs["input"]
+        if x.shape[:-1] != mask.shape:
+            kind = self.kinds[name]
+            raise ValueError(f"{name}: input {tuple(x.shape)} does not match its {kind!r} mask {tuple(mask.shape)}")
+        rows = x.detach()[mask].double()
+        self._A[name] += rows.T @ rows
+        self._counts[name] += rows.shape[0]
+        output.register_hook(partial(self._on_output_grad, name, mask))
+
+    def _on_output_grad(self, name: str, mask: torch.Tensor, grad: torch.Tensor) -> None:
+        rows = grad.detach()[mask].double()
+        self._G[name] += rows.T @ rows
+
+
+@contextmanager
+def _requiring_grad(params: list[nn.Parameter]) -> Iterator[None]:
+    """Temporarily let frozen weights require grad (the output gradients need a graph)."""
+    frozen = [p for p in params if not p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) for the collection; every module's own mode restored after."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+def encoder_positions(frames: torch.Tensor) -> torch.Tensor:
+    """Encoder positions produced from ``frames`` log-mel frames.
+
+    Whisper's conv1 (k=3, s=1, p=1) keeps n; conv2 (k=3, s=2, p=1) gives
+    ⌊(n + 2 − 3)/2⌋ + 1 = ⌈n/2⌉. Position p is real iff p < ⌈n/2⌉ (its centre frame 2p < n).
+    """
+    return (frames + 1) // 2
+
+
+def whisper_kind(name: str) -> str:
+    """The sequence kind of a Whisper Linear from its module name: "encoder" for the encoder
+    and the decoder's cross-attention ``k_proj``/``v_proj`` (their inputs are encoder
+    states), "decoder" for everything else."""
+    parts = name.split(".")
+    reads_encoder = any(a == "encoder_attn" and b in ("k_proj", "v_proj") for a, b in zip(parts, parts[1:]))
+    return "encoder" if "encoder" in parts or reads_encoder else "decoder"
+
+
+def whisper_masks(batch: SpeechBatch) -> Masks:
+    """Real positions of a batch: encoder positions that cover audio, decoder positions with a
+    scored label."""
+    n_positions = int(encoder_positions(torch.tensor(batch.input_features.shape[-1])))
+    positions = torch.arange(n_positions, device=batch.feature_lengths.device)
+    return {
+        "encoder": positions[None, :] < encoder_positions(batch.feature_lengths)[:, None],
+        "decoder": batch.labels != IGNORE_INDEX,
+    }
+
+
+def whisper_linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
+    """Default tracked layers: every nn.Linear except ``proj_out`` (the vocabulary projection,
+    tied to the token embeddings; its G would be vocab × vocab)."""
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and name.split(".")[-1] != "proj_out"
+    }
+
+
+def summed_token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """L = Σ_i −log p(label_i) over the scored positions (labels ≠ IGNORE_INDEX)."""
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def sample_labels(logits: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One label per scored position drawn from softmax(logits); unscored positions keep IGNORE_INDEX."""
+    scored = labels != IGNORE_INDEX
+    probs = logits.detach()[scored].float().softmax(-1)
+    sampled = labels.clone()
+    sampled[scored] = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return sampled
+
+
+def collect_kfac(
+    model: nn.Module,
+    batches: Iterable[SpeechBatch],
+    layers: dict[str, nn.Linear] | None = None,
+    fisher: FisherType = "empirical",
+    max_batches: int | None = None,
+    seed: int = 0,
+    loss_fn: LossFn = summed_token_cross_entropy,
+) -> KFACFactors:
+    """K-FAC factors of a Whisper model on (at most ``max_batches`` of) ``batches``.
+
+    ``layers`` defaults to :func:`whisper_linear_layers`; kinds come from :func:`whisper_kind`
+    and masks from :func:`whisper_masks`. ``loss_fn(logits, labels)`` must return the loss
+    *summed* over the scored positions. Runs in eval mode on the model's device; the model
+    is left unchanged.
+    """
+    if fisher not in ("empirical", "sampled"):
+        raise ValueError(f"fisher must be 'empirical' or 'sampled', got {fisher!r}")
+    layers = whisper_linear_layers(model) if layers is None else layers
+    collector = KFACCollector(layers, {name: whisper_kind(name) for name in layers})
+    device = next(model.parameters()).device
+    generator = torch.Generator(device).manual_seed(seed)
+    with _eval_mode(model):
+        for batch in islice(batches, max_batches):
+            batch = batch.to(device)
+            collector.step(whisper_masks(batch), partial(_batch_loss, model, batch, fisher, generator, loss_fn))
+    return collector.factors()
+
+
+def _batch_loss(
+    model: nn.Module, batch: SpeechBatch, fisher: FisherType, generator: torch.Generator, loss_fn: LossFn
+) -> torch.Tensor:
+    features, inputs = batch.input_features, batch.decoder_input_ids
+    logits = model(input_features=features, decoder_input_ids=inputs, use_cache=False).logits
+    labels = batch.labels if fisher == "empirical" else sample_labels(logits, batch.labels, generator)
+    return loss_fn(logits, labels)

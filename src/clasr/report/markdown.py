@@ -1,0 +1,45 @@
+"""Markdown tables of a results directory (for docs and reports): the matrices and the metrics."""
+
+from __future__ import annotations
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}"
+
+
+def _with_ci(value: float | None, ci: list[float] | None) -> str:
+    if ci is None or value is None:
+        return _percent(value)
+    return f"{_percent(value)} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})"
+
+
+def matrix_markdown(matrix: dict, rate: str = "wer") -> str:
+    """Rows: foundation then after each task; columns: tasks' test sets, then general sets (in %).
+    WER cells carry their 95 % bootstrap interval in parentheses."""
+    header = ["row", *matrix["tasks"], *(f"general:{g}" for g in matrix["general"])]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, label in enumerate(matrix["row_labels"]):
+        values = [*matrix[rate][i], *(matrix[f"general_{rate}"][g][i] for g in matrix["general"])]
+        cis: list = [None] * len(values)
+        if rate == "wer" and "wer_ci95" in matrix:
+            cis = [*matrix["wer_ci95"][i], *(matrix["general_wer_ci95"][g][i] for g in matrix["general"])]
+        lines.append("| " + " | ".join([label, *(_with_ci(v, c) for v, c in zip(values, cis))]) + " |")
+    return "\n".join(lines)
+
+
+def metrics_markdown(metrics: dict) -> str:
+    """One line of figures: Average WER, BWT, forgetting, learning, general-set change (WER points)."""
+    if not metrics.get("complete") or "error" in metrics:
+        return "(metrics not available: run incomplete or not computable)"
+    general = "; ".join(
+        f"{name} {_percent(c['initial'])} → {_percent(c['final'])} ({100 * c['change']:+.2f})"
+        for name, c in (metrics.get("general") or {}).items()
+    )
+    cells = [_percent(metrics[k]) for k in ("average_wer", "backward_transfer", "forgetting", "learning")]
+    return "\n".join(
+        [
+            "| Average WER | BWT | forgetting | learning | general |",
+            "|---|---|---|---|---|",
+            "| " + " | ".join([*cells, general or "—"]) + " |",
+        ]
+    )

@@ -1,0 +1,332 @@
+"""Adapters on single Linear layers: identity at init, exact merge/unmerge, the equations, counts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from pydantic import TypeAdapter, ValidationError
+from torch import nn
+
+from clasr.adapters import (
+    ADAPTERS,
+    AdapterConfig,
+    BLoRALinear,
+    DoRALinear,
+    LoRALinear,
+    PiSSALinear,
+    SSVDLinear,
+    split_budget,
+)
+from clasr.adapters.ssvd import rotation, ssvd_params
+
+IN, OUT = 24, 16
+CONFIGS = {
+    "lora": {"type": "lora", "r": 4},
+    "lora_rs_dropout": {"type": "lora", "r": 4, "rslora": True, "dropout": 0.1, "init": "gaussian"},
+    "dora": {"type": "dora", "r": 4},
+    "pissa": {"type": "pissa", "r": 4, "alpha": 8.0},
+    "pissa_fast": {"type": "pissa", "r": 4, "svd": "randomized", "niter": 2},
+    "ssvd": {"type": "ssvd", "k": 6},
+    "ssvd_expm": {"type": "ssvd", "budget": 40, "rotation": "expm"},
+    "ssvd_o": {"type": "ssvd_o", "k_in": 6, "k_out": 4},
+    "ssvd_o_budget": {"type": "ssvd_o", "budget_rank": 1, "ratio": 0.5},
+    "blora": {"type": "blora", "r": 4, "prior_std": 0.05},
+}
+
+parse = TypeAdapter(AdapterConfig).validate_python
+
+
+def make(name: str, seed: int = 0, bias: bool = True):
+    torch.manual_seed(seed)
+    linear = nn.Linear(IN, OUT, bias=bias)
+    reference = nn.Linear(IN, OUT, bias=bias)
+    reference.load_state_dict(linear.state_dict())
+    adapter = parse(CONFIGS[name]).build(linear)
+    return adapter, reference
+
+
+def train_steps(adapter, steps: int = 5, lr: float = 0.05) -> None:
+    """A few Adam steps towards a random target, so every adapter moves away from its init."""
+    generator = torch.Generator().manual_seed(1)
+    x, target = torch.randn(32, IN, generator=generator), torch.randn(32, OUT, generator=generator)
+    optimizer = torch.optim.Adam(adapter.trainable_parameters(), lr=lr)
+    adapter.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = (adapter(x) - target).square().mean()
+        extra = adapter.extra_loss()
+        if extra is not None:
+            loss = loss + extra
+        loss.backward()
+        optimizer.step()
+    adapter.eval()
+
+
+def set_blora_n_train(adapter) -> None:
+    if isinstance(adapter, BLoRALinear):
+        adapter.n_train = 100
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_identity_at_init(name, bias):
+    adapter, reference = make(name, bias=bias)
+    adapter.eval()
+    x = torch.randn(8, 5, IN)
+    assert (adapter(x) - reference(x)).abs().max().item() <= 1e-6
+    assert adapter.delta_weight().abs().max().item() <= 1e-6
+    assert torch.equal(adapter.base.weight, reference.weight)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_merge_unmerge_after_training(name):
+    adapter, reference = make(name)
+    set_blora_n_train(adapter)
+    train_steps(adapter)
+    assert adapter.delta_weight().abs().max().item() > 1e-3, "training should move the adapter"
+    x = torch.randn(16, IN)
+    unmerged = adapter(x)
+    with torch.no_grad():
+        by_weight = nn.functional.linear(x, adapter.adapted_weight(), adapter.base.bias)
+    assert (unmerged - by_weight).abs().max().item() <= 1e-5
+
+    adapter.merge()
+    assert adapter.merged
+    assert (adapter(x) - unmerged).abs().max().item() <= 1e-5
+    assert (adapter.base.weight - reference.weight - adapter.delta_weight()).abs().max().item() <= 1e-5
+    with pytest.raises(RuntimeError):
+        adapter.merge()
+
+    adapter.unmerge()
+    assert (adapter.base.weight - reference.weight).abs().max().item() <= 1e-6
+    assert torch.equal(adapter.base.weight, reference.weight)
+    assert torch.equal(adapter(x), unmerged)
+    with pytest.raises(RuntimeError):
+        adapter.unmerge()
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_frozen_weight_never_trained(name):
+    adapter, reference = make(name)
+    set_blora_n_train(adapter)
+    assert not any(p.requires_grad for p in adapter.base.parameters())
+    train_steps(adapter)
+    for _ in range(3):
+        adapter.merge()
+        adapter.unmerge()
+    assert torch.equal(adapter.base.weight, reference.weight)
+    assert torch.equal(adapter.base.bias, reference.bias)
+
+
+def test_trainable_counts_by_hand():
+    r, k_in, k_out = 4, 6, 4
+    expected = {
+        "lora": r * (IN + OUT),
+        "dora": r * (IN + OUT) + OUT,
+        "pissa": r * (IN + OUT),
+        "ssvd": 6 * 5 // 2 + 6,
+        "ssvd_o": k_in * (k_in - 1) // 2 + k_out * (k_out - 1) // 2 + max(k_in, k_out),
+        "blora": 2 * r * (IN + OUT),
+    }
+    for name, count in expected.items():
+        adapter, _ = make(name)
+        assert adapter.num_trainable() == count == sum(p.numel() for p in adapter.trainable_parameters()), name
+        assert adapter.describe()["params"] == count
+
+
+def test_registry_and_config_union():
+    assert set(ADAPTERS) == {"lora", "dora", "pissa", "ssvd", "ssvd_o", "blora"}
+    for name in CONFIGS:
+        adapter, _ = make(name)
+        assert isinstance(adapter, ADAPTERS[CONFIGS[name]["type"]])
+    config = parse({"type": "lora", "targets": {"preset": "all_linear", "scope": "decoder"}})
+    assert config.targets.scope == "decoder"
+    with pytest.raises(ValidationError):
+        parse({"type": "nope"})
+    with pytest.raises(ValidationError):
+        parse({"type": "lora", "rank": 4})
+    with pytest.raises(ValidationError):
+        parse({"type": "ssvd_o", "k_in": 3})
+
+
+def test_lora_scaling_and_dropout_only_on_adapter_path():
+    torch.manual_seed(0)
+    assert LoRALinear(nn.Linear(IN, OUT), r=4, alpha=8).scaling == 2.0
+    assert LoRALinear(nn.Linear(IN, OUT), r=4, alpha=8, rslora=True).scaling == 4.0
+    adapter = LoRALinear(nn.Linear(IN, OUT), r=4, alpha=8, dropout=0.5)
+    adapter.train()
+    x = torch.randn(4, IN)
+    assert torch.equal(adapter(x), adapter.base(x)), "B = 0: dropout must not touch the frozen path"
+    with torch.no_grad():
+        adapter.lora_B.normal_()
+    adapter.eval()
+    expected = adapter.base(x) + 2.0 * x @ adapter.lora_A.T @ adapter.lora_B.T
+    assert torch.allclose(adapter(x), expected, atol=1e-5)
+
+
+def test_dora_magnitude_and_direction():
+    adapter, reference = make("dora")
+    assert torch.equal(adapter.magnitude.detach(), reference.weight.norm(dim=1))
+    train_steps(adapter)
+    with torch.no_grad():
+        direction = reference.weight + adapter.scaling * adapter.lora_B @ adapter.lora_A
+        expected = adapter.magnitude[:, None] * direction / direction.norm(dim=1, keepdim=True)
+    assert torch.allclose(adapter.adapted_weight(), expected, atol=1e-6)
+    # The row norms of W' are the magnitudes: the direction is normalised.
+    assert torch.allclose(adapter.adapted_weight().norm(dim=1), adapter.magnitude, atol=1e-5)
+
+
+def test_dora_norm_is_constant_in_backward():
+    adapter, _ = make("dora")
+    with torch.no_grad():
+        adapter.lora_B.normal_(std=0.1)
+    x = torch.randn(6, IN)
+    adapter(x).sum().backward()
+    got = adapter.lora_B.grad.clone()
+    # By hand: y = c ⊙ (x Wᵀ + s x Aᵀ Bᵀ) + b with c = m / ‖W + sBA‖ held constant.
+    with torch.no_grad():
+        c = adapter.magnitude / (adapter.base.weight + adapter.scaling * adapter.lora_B @ adapter.lora_A).norm(dim=1)
+        expected = adapter.scaling * c[:, None] * torch.ones(6, OUT).T @ (x @ adapter.lora_A.T)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_pissa_factors_reconstruct_weight():
+    adapter, reference = make("pissa")
+    s = adapter.scaling
+    assert s == 2.0
+    u, sv, vh = torch.linalg.svd(reference.weight.detach())
+    principal = u[:, :4] @ torch.diag(sv[:4]) @ vh[:4]
+    assert torch.allclose(s * adapter.pissa_B0 @ adapter.pissa_A0, principal, atol=1e-5)
+    residual = reference.weight - s * adapter.pissa_B0 @ adapter.pissa_A0
+    assert torch.allclose(residual + s * adapter.lora_B @ adapter.lora_A, reference.weight, atol=1e-6)
+    assert torch.linalg.matrix_rank(residual.detach(), atol=1e-4) == min(IN, OUT) - 4
+
+
+def test_pissa_randomized_svd_finds_principal_part():
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 48)
+    with torch.no_grad():  # a clear spectral gap after the 4th singular value
+        low_rank = torch.randn(48, 4) @ torch.randn(4, 64)
+        linear.weight.copy_(low_rank + 1e-3 * torch.randn(48, 64))
+    fast = PiSSALinear(linear, r=4, svd="randomized", niter=2)
+    exact = PiSSALinear(linear, r=4, svd="exact")
+    product = lambda a: a.pissa_B0 @ a.pissa_A0  # noqa: E731
+    assert torch.allclose(product(fast), product(exact), atol=1e-3)
+
+
+def test_ssvd_rotations_orthogonal_after_training():
+    for name in ("ssvd", "ssvd_expm", "ssvd_o", "ssvd_o_budget"):
+        adapter, _ = make(name)
+        train_steps(adapter, steps=10, lr=0.2)
+        g_in, g_out = adapter.rotations()
+        assert g_in.shape == (adapter.k_in, adapter.k_in) and g_out.shape == (adapter.k_out, adapter.k_out)
+        for g in (g_in, g_out):
+            eye = torch.eye(g.shape[0])
+            assert (g.T @ g - eye).norm().item() <= 1e-5
+            if g.shape[0]:
+                assert torch.linalg.det(g).item() == pytest.approx(1.0, abs=1e-5)
+        if adapter.inner is not None:
+            assert (g_in - torch.eye(adapter.k_in)).abs().max().item() > 1e-3, "the rotation should have moved"
+
+
+def test_cayley_and_expm_are_rotations():
+    torch.manual_seed(0)
+    upper = torch.randn(10 * 9 // 2, dtype=torch.float64)
+    for how in ("cayley", "expm"):
+        g = rotation(upper, 10, how)
+        assert torch.allclose(g.T @ g, torch.eye(10, dtype=torch.float64), atol=1e-12)
+        assert torch.linalg.det(g).item() == pytest.approx(1.0)
+
+
+def test_ssvd_o_formula_and_spectrum():
+    """For k = k' the update is the paper's; for k ≠ k' W' keeps W's lower singular values."""
+    torch.manual_seed(0)
+    linear = nn.Linear(IN, OUT)
+    square = SSVDLinear(linear, k_in=5, k_out=5)
+    with torch.no_grad():
+        for p in square.trainable_parameters():
+            p.normal_(std=0.3)
+    u, s, v = square.svd_U, square.svd_S, square.svd_V
+    g_in, g_out = square.rotations()
+    expected = u @ (g_out @ torch.diag(s + square.shift) @ g_in.T - torch.diag(s)) @ v.T
+    assert torch.allclose(square.delta_weight(), expected, atol=1e-6)
+
+    mixed = SSVDLinear(linear, k_in=6, k_out=3)
+    with torch.no_grad():
+        for p in mixed.trainable_parameters():
+            p.normal_(std=0.3)
+    full = torch.linalg.svdvals(linear.weight.detach())
+    new = torch.linalg.svdvals(mixed.adapted_weight().detach())
+    shifted = (mixed.svd_S + mixed.shift).abs().detach()
+    expected_spectrum = torch.cat([shifted, full[6:]]).sort(descending=True).values
+    assert torch.allclose(new, expected_spectrum, atol=1e-5)
+    # G_out only touches the first k' left vectors, G_in the first k right vectors.
+    assert mixed.shift.shape == (6,)
+
+
+def test_budget_split_by_hand():
+    # LoRA rank 8 on 384 x 384: 6144 parameters.
+    assert split_budget(6144, 1.0, 384) == (110, 0)  # 110·109/2 + 110 = 6105 <= 6144 < 111·110/2 + 111
+    k_in, k_out = split_budget(6144, 0.5, 384)
+    assert (k_in, k_out) == (77, 78)  # 77·78/2 = 3003 <= 3072; 78·77/2 + 1 = 3004 <= 3072 < 79·78/2 + 2
+    assert ssvd_params(77, 78) == 6007 <= 6144
+    assert split_budget(6144, 0.0, 384) == (0, 110)
+    assert split_budget(10_000, 0.5, 8) == (8, 8)  # capped by the rank
+    adapter, _ = make("ssvd_o_budget")  # budget 1·(24 + 16) = 40, half inner
+    info = adapter.describe()
+    # inner share 20: 5·4/2 + 5 = 15 <= 20 < 21; outer share 20: 6·5/2 + 1 = 16 <= 20 < 7·6/2 + 2
+    assert (info["k_in"], info["k_out"], info["budget"]) == (5, 6, 40)
+    assert info["params"] == ssvd_params(5, 6) == 10 + 15 + 6
+
+
+def test_blora_kl_matches_monte_carlo():
+    torch.manual_seed(0)
+    adapter = BLoRALinear(nn.Linear(6, 5), r=2, prior_std=0.3)
+    with torch.no_grad():
+        for mean in (adapter.mu_A, adapter.mu_B):
+            mean.normal_(std=0.4)
+        for log_std in (adapter.log_std_A, adapter.log_std_B):
+            log_std.uniform_(math.log(0.05), math.log(0.6))
+    closed = adapter.kl().item()
+    draws = 20_000
+    total = torch.zeros(draws, dtype=torch.float64)
+    for mean, log_std in ((adapter.mu_A, adapter.log_std_A), (adapter.mu_B, adapter.log_std_B)):
+        q = torch.distributions.Normal(mean.detach().double(), log_std.detach().double().exp())
+        p = torch.distributions.Normal(0.0, 0.3)
+        sample = q.sample((draws,))
+        total += (q.log_prob(sample) - p.log_prob(sample)).flatten(1).sum(1)
+    estimate, error = total.mean().item(), total.std().item() / math.sqrt(draws)
+    assert abs(closed - estimate) <= 4 * error, (closed, estimate, error)
+
+
+def test_blora_extra_loss_sampling_and_sparsity():
+    torch.manual_seed(0)
+    adapter = BLoRALinear(nn.Linear(IN, OUT), r=4, prior_std=1e-3, beta=0.5)
+    with pytest.raises(RuntimeError):
+        adapter.extra_loss()
+    adapter.n_train = 250
+    assert torch.allclose(adapter.extra_loss(), 0.5 * adapter.kl() / 250)
+    assert adapter.kl().item() > 0
+    x = torch.randn(3, IN)
+    adapter.train()
+    assert not torch.equal(adapter(x), adapter(x)), "training forward draws samples"
+    adapter.eval()
+    assert torch.equal(adapter(x), adapter(x)), "eval forward uses the posterior means"
+    assert torch.equal(adapter(x), adapter.base(x))
+    with torch.no_grad():
+        adapter.mu_B[:2] = 0.5
+    share = adapter.sparsity(1e-3)
+    assert share["delta_w"] == pytest.approx(1 - 2 / OUT)
+    assert share["params"] == pytest.approx((OUT - 2) * 4 / (4 * IN + 4 * OUT))
+
+
+def test_adapters_reject_bad_settings():
+    with pytest.raises(TypeError):
+        LoRALinear(nn.Conv1d(2, 2, 1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        LoRALinear(nn.Linear(IN, OUT), r=OUT + 1)
+    with pytest.raises(ValueError):
+        SSVDLinear(nn.Linear(IN, OUT), k_in=0, k_out=0)
+    assert isinstance(DoRALinear(nn.Linear(IN, OUT), r=2), LoRALinear)
