@@ -4,6 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.clasr-installed
+# Test-only oracle: curvlinops (K-FAC reference). Installed without its declared dependencies
+# because backpack-for-pytorch asks for torchvision, which would replace the pinned CPU torch;
+# the parts the tests use need only these packages.
+ORACLES := curvlinops-for-pytorch==3.0.1 backpack-for-pytorch==1.7.1 linear_operator==0.6.1 \
+	einops==0.8.2 opt-einsum==3.4.0 einconv==0.1.0 unfoldNd==0.2.3 tqdm
 export HF_HUB_OFFLINE := 1
 
 .PHONY: setup demo test test-slow bench clean
@@ -13,6 +18,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps $(ORACLES)
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -38,6 +38,15 @@ CONFIGS = {
 parse = TypeAdapter(AdapterConfig).validate_python
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small matrices: one thread is fastest, and spares the cores other jobs share."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make(name: str, seed: int = 0, bias: bool = True):
     torch.manual_seed(seed)
     linear = nn.Linear(IN, OUT, bias=bias)

@@ -15,6 +15,15 @@ peft = pytest.importorskip("peft")
 IN, OUT, R, ALPHA = 20, 12, 4, 8
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small matrices: one thread is fastest, and spares the cores other jobs share."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class Net(nn.Module):
     def __init__(self, linear: nn.Linear):
         super().__init__()

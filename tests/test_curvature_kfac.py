@@ -4,6 +4,7 @@ sampled Fisher, π-damped eigen-inverse against numpy's Kronecker product, stora
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import numpy as np
 import pytest
@@ -198,12 +199,15 @@ class SeqMLP(nn.Module):
         return self.fc2(torch.tanh(self.fc1(x)))
 
 
+def summed_token_cross_entropy_of(net: SeqMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(net(x).flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+
+
 def seq_factors(net: SeqMLP, data: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> KFACFactors:
     """Engine on (x, labels, mask) batches, every layer of kind "seq", summed CE."""
     collector = KFACCollector({"fc1": net.fc1, "fc2": net.fc2}, {"fc1": "seq", "fc2": "seq"})
     for x, y, mask in data:
-        loss = lambda x=x, y=y: nn.functional.cross_entropy(net(x).flatten(0, 1), y.flatten(), reduction="sum")  # noqa: E731
-        collector.step({"seq": mask}, loss)
+        collector.step({"seq": mask}, partial(summed_token_cross_entropy_of, net, x, y))
     return collector.factors()
 
 

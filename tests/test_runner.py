@@ -130,6 +130,14 @@ def test_a_directory_with_nothing_committed_takes_a_new_config(tmp_path, tiny_ch
     runner.check_output_dir(config, runner.load_state(tmp_path / "out"))  # no finished rows: no refusal
 
 
+def test_the_binding_survives_a_deleted_config_file(tmp_path, tiny_checkpoint, monkeypatch):
+    path = _config(tmp_path, tiny_checkpoint)
+    _run_row0_only(path, monkeypatch)
+    (tmp_path / "out" / "config.yaml").unlink()
+    with pytest.raises(ConfigError, match="differs at: seed"):
+        runner.check_output_dir(load_config(path, {"seed": 3}), runner.load_state(tmp_path / "out"))
+
+
 def test_a_moved_results_directory_still_resumes(tmp_path, tiny_checkpoint, monkeypatch):
     path = _config(tmp_path, tiny_checkpoint)
     _run_row0_only(path, monkeypatch)

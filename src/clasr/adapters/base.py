@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from clasr.adapters.targets import TargetConfig
@@ -119,7 +119,7 @@ class AdapterSettings(BaseModel, ABC):
 
     model_config = ConfigDict(extra="forbid")
 
-    targets: TargetConfig = TargetConfig()
+    targets: TargetConfig = Field(default_factory=TargetConfig)
 
     @abstractmethod
     def build(self, linear: nn.Linear) -> AdapterLinear:

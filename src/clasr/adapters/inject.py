@@ -50,7 +50,8 @@ def inject_adapters(model: nn.Module, config: AdapterSettings) -> dict[str, Adap
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     for name in names:
-        _replace(model, name, config.build(model.get_submodule(name)))
+        linear = model.get_submodule(name)
+        _replace(model, name, config.build(linear).train(linear.training))
     adapters = adapter_modules(model)
     for adapter in adapters.values():
         for parameter in adapter.trainable_parameters():

@@ -197,7 +197,7 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def encoder_positions(frames: torch.Tensor) -> torch.Tensor:
+def encoder_positions(frames: torch.Tensor | int) -> torch.Tensor | int:
     """Encoder positions produced from ``frames`` log-mel frames.
 
     Whisper's conv1 (k=3, s=1, p=1) keeps n; conv2 (k=3, s=2, p=1) gives
@@ -218,8 +218,7 @@ def whisper_kind(name: str) -> str:
 def whisper_masks(batch: SpeechBatch) -> Masks:
     """Real positions of a batch: encoder positions that cover audio, decoder positions with a
     scored label."""
-    n_positions = int(encoder_positions(torch.tensor(batch.input_features.shape[-1])))
-    positions = torch.arange(n_positions, device=batch.feature_lengths.device)
+    positions = torch.arange(encoder_positions(batch.input_features.shape[-1]), device=batch.feature_lengths.device)
     return {
         "encoder": positions[None, :] < encoder_positions(batch.feature_lengths)[:, None],
         "decoder": batch.labels != IGNORE_INDEX,

@@ -2,7 +2,8 @@
 
 After each row of the WER matrix the runner commits ``<output>/progress/``::
 
-    state.json            rows finished so far, their scores, timings and strategy facts
+    state.json            rows finished so far (scores, timings, strategy facts), the config
+                          and the data fingerprints they belong to
     model.safetensors     θ_t after the strategy's after-task step (absent for row 0)
     strategy.safetensors  what the strategy carries to the next task
 
@@ -26,10 +27,12 @@ PROGRESS_DIR = "progress"
 
 @dataclass
 class RunState:
-    """Rows of the matrix finished so far (row 0 = the foundation model), and the
-    fingerprints of the sets they were scored on (see :meth:`ExperimentSets.fingerprints`)."""
+    """Rows of the matrix finished so far (row 0 = the foundation model), the config they
+    were run with, and the fingerprints of the sets they were scored on
+    (see :meth:`ExperimentSets.fingerprints`)."""
 
     rows: list[dict] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
     data: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -46,7 +49,7 @@ def commit(
     """Write state, model and strategy state as one atomic folder swap."""
     with atomic_path(output_dir / PROGRESS_DIR) as tmp:
         tmp.mkdir()
-        (tmp / "state.json").write_text(json.dumps({"rows": state.rows, "data": state.data}, indent=2) + "\n", encoding="utf-8")
+        (tmp / "state.json").write_text(json.dumps({"rows": state.rows, "config": state.config, "data": state.data}, indent=2) + "\n", encoding="utf-8")
         if model is not None:
             save_model(model, str(tmp / "model.safetensors"))
         if strategy_state:
@@ -59,7 +62,7 @@ def load_state(output_dir: Path) -> RunState:
     if not path.exists():
         return RunState()
     saved = json.loads(path.read_text(encoding="utf-8"))
-    return RunState(saved["rows"], saved.get("data", {}))
+    return RunState(saved["rows"], saved["config"], saved["data"])
 
 
 def restore(output_dir: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -43,11 +43,9 @@ def check_output_dir(config: ExperimentConfig, state: RunState) -> None:
     not compared, so a moved directory still resumes); one where nothing was committed yet
     is simply taken over by the new config.
     """
-    saved = Path(config.output_dir) / "config.yaml"
-    if not state.rows_done or not saved.exists():
+    if not state.rows_done:
         return
-    old = yaml.safe_load(saved.read_text(encoding="utf-8"))
-    diff = [d for d in _differences(old, config.to_plain()) if d != "output_dir"]
+    diff = [d for d in _differences(state.config, config.to_plain()) if d != "output_dir"]
     if diff:
         raise ConfigError(
             f"{config.output_dir} holds a run of a different config (differs at: {', '.join(diff)}); "
@@ -180,7 +178,7 @@ def run_experiment(config: ExperimentConfig) -> dict:
     if state.rows_done:
         strategy.load_state_dict(restore(out, bundle.model))
         console.print(f"resuming {out}: rows 0..{state.rows_done - 1} already done")
-    state.data = sets.fingerprints()
+    state.config, state.data = config.to_plain(), sets.fingerprints()
     bundle.model.to(accelerator.device)
     for index in range(state.rows_done, len(config.tasks) + 1):
         start = time.perf_counter()
