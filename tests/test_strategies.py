@@ -3,6 +3,7 @@ import torch
 from pydantic import TypeAdapter
 
 from clasr.strategies import StrategyConfig, build_strategy
+from clasr.strategies.base import TaskContext
 from clasr.strategies.fta import FineTuneAverageConfig, averaging_weight
 
 
@@ -14,6 +15,10 @@ class Toy(torch.nn.Module):
         self.frozen = torch.nn.Parameter(torch.tensor([5.0]), requires_grad=False)
 
 
+def _task(index):
+    return TaskContext(index, f"t{index}", [], None, 0)
+
+
 def _strategy(**config):
     return build_strategy(TypeAdapter(StrategyConfig).validate_python(config))
 
@@ -21,10 +26,10 @@ def _strategy(**config):
 def test_ft_keeps_the_fine_tuned_model():
     model = Toy([1.0, 2.0], [0.0])
     strategy = _strategy(name="ft")
-    strategy.before_task(model, 1)
+    strategy.before_task(model, _task(1))
     with torch.no_grad():
         model.w += 1
-    strategy.after_task(model, 1)
+    strategy.after_task(model, _task(1))
     assert model.w.tolist() == [2.0, 3.0]
 
 
@@ -36,11 +41,11 @@ def test_running_average_weight(task, count_foundation, expected):
 def test_fta_interpolates_every_trainable_parameter():
     model = Toy([1.0, 2.0], [4.0])
     strategy = _strategy(name="fta", alpha=0.25)
-    strategy.before_task(model, 1)
+    strategy.before_task(model, _task(1))
     with torch.no_grad():
         model.w.copy_(torch.tensor([5.0, -2.0]))
         model.b.copy_(torch.tensor([0.0]))
-    facts = strategy.after_task(model, 1)
+    facts = strategy.after_task(model, _task(1))
     # θ = θ_prev + α(θ̃ − θ_prev)
     assert model.w.tolist() == pytest.approx([1 + 0.25 * 4, 2 + 0.25 * -4])
     assert model.b.tolist() == pytest.approx([4 + 0.25 * -4])
@@ -54,10 +59,10 @@ def test_fta_running_average_equals_uniform_average_of_models():
     strategy = _strategy(name="fta")
     targets = [3.0, 6.0, 9.0]
     for t, target in enumerate(targets, start=1):
-        strategy.before_task(model, t)
+        strategy.before_task(model, _task(t))
         with torch.no_grad():
             model.w.fill_(target)  # fine-tuning moves w to the target from wherever it was
-        strategy.after_task(model, t)
+        strategy.after_task(model, _task(t))
     # θ_1 = 0 + (3-0)/2 = 1.5; θ_2 = 1.5 + (6-1.5)/3 = 3; θ_3 = 3 + (9-3)/4 = 4.5
     assert model.w.item() == pytest.approx(4.5)
 

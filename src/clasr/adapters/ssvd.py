@@ -69,7 +69,7 @@ def split_budget(budget: int, ratio: float, max_k: int) -> tuple[int, int]:
     k_in = max((k for k in range(max_k + 1) if ssvd_params(k, 0) <= inner_share), default=0)
     outer_share = budget - inner_share
     k_out = max(k for k in range(max_k + 1) if ssvd_params(k_in, k) - ssvd_params(k_in, 0) <= outer_share)
-    return k_in, k_out if k_out >= 2 else 0
+    return k_in, (k_out if k_out >= 2 else 0)
 
 
 def skew(upper: Tensor, k: int) -> Tensor:

@@ -25,6 +25,7 @@ from clasr.models.whisper import WhisperBundle, load_whisper
 from clasr.progress import console
 from clasr.report.results import write_results
 from clasr.strategies import Strategy, build_strategy
+from clasr.strategies.base import TaskContext
 from clasr.train import train_task
 
 
@@ -101,8 +102,9 @@ def run_task(
         task.lowercase_targets,
         bundle.model.config.max_target_positions,
     )
+    context = TaskContext(index, task.name, sets.train[task.name], collator, config.seed + index)
     start = time.perf_counter()
-    strategy.before_task(bundle.model, index)
+    strategy.before_task(bundle.model, context)
     before = time.perf_counter() - start
     stats = train_task(
         bundle.model,
@@ -110,12 +112,12 @@ def run_task(
         collator,
         config.train,
         accelerator,
-        seed=config.seed + index,
+        seed=context.seed,
         extra_loss=strategy.extra_loss,
         description=f"task {index} {task.name}",
     )
     start = time.perf_counter()
-    facts = strategy.after_task(bundle.model, index)
+    facts = strategy.after_task(bundle.model, context)
     after = time.perf_counter() - start
     console.print(f"task {index} {task.name}: {stats.optimizer_steps} steps in {stats.seconds:.0f}s {facts or ''}")
     return {

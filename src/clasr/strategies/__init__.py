@@ -9,10 +9,11 @@ from pydantic import Field
 from clasr.strategies.base import Strategy
 from clasr.strategies.ft import FineTune, FineTuneConfig
 from clasr.strategies.fta import FineTuneAverage, FineTuneAverageConfig
+from clasr.strategies.ihr import IHRConfig, InverseHessianRegularization
 
-StrategyConfig = Annotated[Union[FineTuneConfig, FineTuneAverageConfig], Field(discriminator="name")]
+StrategyConfig = Annotated[Union[FineTuneConfig, FineTuneAverageConfig, IHRConfig], Field(discriminator="name")]
 
-_BUILDERS = {"ft": FineTune, "fta": FineTuneAverage}
+_BUILDERS = {"ft": FineTune, "fta": FineTuneAverage, "ihr": InverseHessianRegularization}
 
 
 def build_strategy(config) -> Strategy:

@@ -2,18 +2,34 @@
 
 A strategy never re-implements training. The runner calls, for task t = 1..T:
 
-    strategy.before_task(model, t)      # e.g. remember θ_{t−1}, collect curvature
+    strategy.before_task(model, task)   # e.g. remember θ_{t−1}
     train_task(..., extra_loss=strategy.extra_loss)
-    strategy.after_task(model, t)       # e.g. merge θ̃_t into θ_t; returns facts to record
+    strategy.after_task(model, task)    # e.g. merge θ̃_t into θ_t, collect curvature; returns facts
 
 and saves ``strategy.state_dict()`` with each checkpoint so a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Sequence
+
 import torch
 
-from clasr.data.batching import SpeechBatch
+from clasr.data.batching import SpeechBatch, SpeechCollator
+from clasr.data.manifest import Utterance
+
+
+@dataclass
+class TaskContext:
+    """What a strategy may know about the task at hand: its place in the sequence and its
+    training data (e.g. to collect curvature after training)."""
+
+    index: int  # 1-based position in the task sequence
+    name: str
+    train_utterances: Sequence[Utterance]
+    collator: SpeechCollator
+    seed: int
 
 
 class Strategy:
@@ -21,14 +37,14 @@ class Strategy:
 
     name = "ft"
 
-    def before_task(self, model: torch.nn.Module, task_index: int) -> None:
-        """Called with θ_{t−1} before training on task ``task_index`` (1-based)."""
+    def before_task(self, model: torch.nn.Module, task: TaskContext) -> None:
+        """Called with θ_{t−1} before training on ``task``."""
 
     def extra_loss(self, model: torch.nn.Module, batch: SpeechBatch, logits: torch.Tensor) -> torch.Tensor | None:
         """A term added to the cross-entropy of every training batch (None: nothing)."""
         return None
 
-    def after_task(self, model: torch.nn.Module, task_index: int) -> dict:
+    def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
         """Called with θ̃_t (the fine-tuned model); turns it into θ_t in place. Returns facts to record."""
         return {}
 

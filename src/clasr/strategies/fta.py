@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from clasr.strategies.base import Strategy, trainable_snapshot
+from clasr.strategies.base import Strategy, TaskContext, trainable_snapshot
 
 
 class FineTuneAverageConfig(BaseModel):
@@ -54,11 +54,11 @@ class FineTuneAverage(Strategy):
         self.config = config
         self.previous: dict[str, torch.Tensor] = {}
 
-    def before_task(self, model: torch.nn.Module, task_index: int) -> None:
+    def before_task(self, model: torch.nn.Module, task: TaskContext) -> None:
         self.previous = trainable_snapshot(model)
 
-    def after_task(self, model: torch.nn.Module, task_index: int) -> dict:
-        alpha = averaging_weight(self.config, task_index)
+    def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
+        alpha = averaging_weight(self.config, task.index)
         interpolate_(model, self.previous, alpha)
         self.previous = {}
         return {"alpha": alpha}

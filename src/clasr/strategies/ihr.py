@@ -1,0 +1,200 @@
+"""IHR — inverse-Hessian regularised merging (arXiv 2601.14751), memory-free.
+
+With θ_{t−1} the model deployed before task t and θ̃_t the model fine-tuned on task t,
+each tracked Linear weight (every Linear but the tied output projection) moves by its
+update corrected with the K-FAC curvature of past tasks, and rescaled::
+
+    ΔW = W̃_t − W_{t−1}
+    X  = (G + λ_G I)⁻¹ ΔW (A + λ_A I)⁻¹            past = "last" (task t−1's factors)
+                                                   or "sum" (A = Σ_k A_k, G = Σ_k G_k)
+    X  solves Σ_k (G_k + λ_G,k I) X (A_k + λ_A,k I) = ΔW       past = "exact" (CG)
+    X ← α · X · ‖ΔW‖_F / ‖X‖_F
+    W_t = W_{t−1} + X
+
+Directions that past tasks' curvature marks as important (large eigenvalues of A, G) are
+shrunk, the others kept; the rescaling keeps the size of the step. Every other trainable
+parameter (biases, norms, convolutions, embeddings) moves by
+θ_t = θ_{t−1} + rest_α (θ̃_t − θ_{t−1}). Defaults from the paper's code: α = 1,
+rest_α = 0.5. Damping is relative to each factor's mean eigenvalue and π-split
+(:mod:`clasr.curvature.damping`) instead of the reference code's fixed 1e-3.
+
+After the merge, the factors of task t are collected at θ_t on (a bounded number of
+batches of) task t's training data; only the factors are kept, never the data. Task 1 has
+no past factors, so θ_1 = θ̃_1 (plain fine-tuning): the foundation model's own training
+data is not available to a memory-free method.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from clasr.curvature.damping import EigenInverse
+from clasr.curvature.kfac import KFACFactors, collect_kfac, whisper_linear_layers
+from clasr.data.batching import make_loader
+from clasr.strategies.base import Strategy, TaskContext, trainable_snapshot
+
+
+class IHRConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["ihr"] = "ihr"
+    alpha: float = Field(1.0, gt=0, description="step size α of the corrected Linear-weight update")
+    rest_alpha: float = Field(0.5, ge=0, le=1, description="interpolation weight of all other parameters")
+    past: Literal["last", "sum", "exact"] = "last"
+    damping: float = Field(1e-3, ge=0, description="relative damping ρ (× each factor's mean eigenvalue, π-split)")
+    fisher: Literal["empirical", "sampled"] = "empirical"
+    curvature_batches: int = Field(8, ge=1, description="training batches used to collect a task's factors")
+    curvature_batch_size: int = Field(8, ge=1)
+    cg_tolerance: float = Field(1e-6, gt=0, description="relative residual at which CG stops (past: exact)")
+    cg_max_iterations: int = Field(200, ge=1)
+
+
+def conjugate_gradient(
+    inverses: list[EigenInverse], factors: list[tuple[torch.Tensor, torch.Tensor]], dW: torch.Tensor,
+    damping: float, preconditioner: EigenInverse, tolerance: float, max_iterations: int,
+) -> tuple[torch.Tensor, float]:
+    """X with Σ_k (G_k + λ_G,k I) X (A_k + λ_A,k I) = dW by preconditioned CG (float64).
+
+    The operator is symmetric positive definite (a sum of Kronecker products of SPD
+    matrices) in the Frobenius inner product; the summed-factor inverse preconditions it.
+    Returns X and the relative residual ‖L(X) − dW‖_F / ‖dW‖_F.
+    """
+    damped = []
+    for inverse, (A, G) in zip(inverses, factors):
+        lam_a, lam_g = inverse.damping(damping)
+        eye_a = torch.eye(A.shape[0], dtype=torch.float64)
+        eye_g = torch.eye(G.shape[0], dtype=torch.float64)
+        damped.append((A.double() + lam_a * eye_a, G.double() + lam_g * eye_g))
+
+    def operator(X: torch.Tensor) -> torch.Tensor:
+        return sum(G @ X @ A for A, G in damped)
+
+    b = dW.double()
+    norm_b = float(b.norm()) or 1.0
+    X = preconditioner.solve(b, damping)
+    r = b - operator(X)
+    z = preconditioner.solve(r, damping)
+    p = z.clone()
+    rz = float((r * z).sum())
+    for _ in range(max_iterations):
+        if float(r.norm()) / norm_b <= tolerance:
+            break
+        Ap = operator(p)
+        step = rz / float((p * Ap).sum())
+        X = X + step * p
+        r = r - step * Ap
+        z = preconditioner.solve(r, damping)
+        rz_next = float((r * z).sum())
+        p = z + (rz_next / rz) * p
+        rz = rz_next
+    return X, float((b - operator(X)).norm()) / norm_b
+
+
+def rescale(X: torch.Tensor, dW: torch.Tensor, alpha: float) -> torch.Tensor:
+    """α · X · ‖ΔW‖_F / ‖X‖_F (zero when X is zero)."""
+    norm_x = float(X.norm())
+    return X * (alpha * float(dW.norm()) / norm_x) if norm_x > 0 else X
+
+
+class InverseHessianRegularization(Strategy):
+    """IHR merging after every task, with the K-FAC factors of past tasks."""
+
+    name = "ihr"
+
+    def __init__(self, config: IHRConfig):
+        self.config = config
+        self.past: list[KFACFactors] = []  # last: [t−1]; sum: [Σ_k]; exact: [1, …, t−1]
+        self.previous: dict[str, torch.Tensor] = {}
+
+    def before_task(self, model: torch.nn.Module, task: TaskContext) -> None:
+        self.previous = trainable_snapshot(model)
+
+    def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
+        start = time.perf_counter()
+        facts: dict = {"merged_with_past_tasks": len(self.past) if self.config.past == "exact" else min(len(self.past), 1)}
+        if self.past:
+            facts.update(self._merge(model))
+        self.previous = {}
+        facts["merge_seconds"] = time.perf_counter() - start
+        start = time.perf_counter()
+        factors = self._collect(model, task)
+        facts["curvature_seconds"] = time.perf_counter() - start
+        self._remember(factors)
+        facts["factor_memory_bytes"] = sum(f.memory_bytes() for f in self.past)
+        return facts
+
+    @torch.no_grad()
+    def _merge(self, model: torch.nn.Module) -> dict:
+        tracked = {f"{name}.weight" for name in whisper_linear_layers(model)}
+        residuals = []
+        for name, param in model.named_parameters():
+            if name not in self.previous:
+                continue
+            before = self.previous[name]
+            delta = param - before
+            if name in tracked:
+                X, residual = self._corrected(name.removesuffix(".weight"), delta)
+                residuals.append(residual)
+                param.copy_(before + X.to(param.dtype))
+            else:
+                param.copy_(before + self.config.rest_alpha * delta)
+        facts = {"layers_corrected": len(residuals)}
+        if self.config.past == "exact":
+            facts["cg_max_relative_residual"] = max(residuals, default=0.0)
+        return facts
+
+    def _corrected(self, layer: str, delta: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The rescaled corrected update X of one layer, and the CG residual (0 for closed forms)."""
+        dW = delta.double()
+        factors = [(f.A[layer], f.G[layer]) for f in self.past]
+        inverses = [EigenInverse(A, G) for A, G in factors]
+        if self.config.past == "exact" and len(factors) > 1:
+            summed = EigenInverse(sum(A for A, _ in factors), sum(G for _, G in factors))
+            X, residual = conjugate_gradient(
+                inverses, factors, dW, self.config.damping, summed,
+                self.config.cg_tolerance, self.config.cg_max_iterations,
+            )
+        else:
+            X, residual = inverses[0].solve(dW, self.config.damping), 0.0
+        return rescale(X, dW, self.config.alpha), residual
+
+    def _collect(self, model: torch.nn.Module, task: TaskContext) -> KFACFactors:
+        loader = make_loader(
+            task.train_utterances, task.collator, self.config.curvature_batch_size, shuffle=True, seed=task.seed
+        )
+        return collect_kfac(
+            model, loader, fisher=self.config.fisher, max_batches=self.config.curvature_batches, seed=task.seed
+        )
+
+    def _remember(self, factors: KFACFactors) -> None:
+        if self.config.past == "last":
+            self.past = [factors]
+        elif self.config.past == "sum":
+            self.past = [factors + self.past[0]] if self.past else [factors]
+        else:
+            self.past.append(factors)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {}
+        for k, factors in enumerate(self.past):
+            for layer in factors.A:
+                state[f"past.{k}.A.{layer}"] = factors.A[layer]
+                state[f"past.{k}.G.{layer}"] = factors.G[layer]
+                state[f"past.{k}.count.{layer}"] = torch.tensor(factors.counts[layer])
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        n_past = 1 + max((int(key.split(".")[1]) for key in state), default=-1)
+        self.past = [KFACFactors({}, {}, {}) for _ in range(n_past)]
+        for key, value in state.items():
+            _, k, kind, layer = key.split(".", 3)
+            factors = self.past[int(k)]
+            if kind == "count":
+                factors.counts[layer] = int(value)
+            else:
+                getattr(factors, kind)[layer] = value
+

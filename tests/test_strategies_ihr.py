@@ -1,0 +1,155 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clasr.curvature.damping import EigenInverse
+from clasr.data.batching import SpeechCollator
+from clasr.data.manifest import Selection, read_dataset
+from clasr.models.whisper import tiny_random_whisper
+from clasr.strategies.base import TaskContext
+from clasr.strategies.ihr import IHRConfig, InverseHessianRegularization, conjugate_gradient, rescale
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _spd(n, rng, rank=None):
+    m = rng.standard_normal((n, rank or n))
+    return torch.tensor(m @ m.T / n, dtype=torch.float64)
+
+
+def _vec(M):  # column-stacking vec, as in vec(G X A) = (Aᵀ ⊗ G) vec(X)
+    return M.T.reshape(-1)
+
+
+def _damped(A, G, damping):
+    lam_a, lam_g = EigenInverse(A, G).damping(damping)
+    return A.numpy() + lam_a * np.eye(A.shape[0]), G.numpy() + lam_g * np.eye(G.shape[0])
+
+
+def test_rescale_keeps_the_direction_and_sets_the_norm():
+    X, dW = torch.randn(4, 3), torch.randn(4, 3)
+    out = rescale(X, dW, alpha=0.7)
+    assert float(out.norm()) == pytest.approx(0.7 * float(dW.norm()))
+    assert torch.allclose(out / out.norm(), X / X.norm())
+    assert torch.equal(rescale(torch.zeros(2, 2), dW[:2, :2], 1.0), torch.zeros(2, 2))
+
+
+def test_exact_mode_solves_the_sum_of_kronecker_products():
+    rng = np.random.default_rng(0)
+    factors = [(_spd(5, rng), _spd(4, rng)) for _ in range(3)]
+    dW = torch.tensor(rng.standard_normal((4, 5)))
+    damping = 1e-3
+    inverses = [EigenInverse(A, G) for A, G in factors]
+    summed = EigenInverse(sum(A for A, _ in factors), sum(G for _, G in factors))
+    X, residual = conjugate_gradient(inverses, factors, dW, damping, summed, 1e-10, 200)
+    assert residual <= 1e-6
+    operator = sum(np.kron(A_d, G_d) for A_d, G_d in (_damped(A, G, damping) for A, G in factors))
+    expected = np.linalg.solve(operator, _vec(dW).numpy()).reshape(5, 4).T
+    assert np.allclose(X.numpy(), expected, rtol=1e-6, atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rank_a=st.sampled_from([0, 1, 3]),
+    rank_g=st.sampled_from([0, 1, 4]),
+    scale=st.sampled_from([1e-20, 1.0, 1e20]),
+    damping=st.sampled_from([0.0, 1e-6, 1e-2]),
+)
+def test_singular_factors_never_give_non_finite_updates(rank_a, rank_g, scale, damping):
+    rng = np.random.default_rng(rank_a * 7 + rank_g)
+    make = lambda n, r: scale * (_spd(n, rng, r) if r else torch.zeros(n, n, dtype=torch.float64))  # noqa: E731
+    factors = [(make(3, rank_a), make(4, rank_g)), (make(3, rank_a), make(4, rank_g))]
+    inverses = [EigenInverse(A, G) for A, G in factors]
+    summed = EigenInverse(sum(A for A, _ in factors), sum(G for _, G in factors))
+    dW = torch.tensor(rng.standard_normal((4, 3)))
+    X, residual = conjugate_gradient(inverses, factors, dW, damping, summed, 1e-8, 50)
+    assert torch.isfinite(X).all() and np.isfinite(residual)
+    assert torch.isfinite(rescale(X, dW, 1.0)).all()
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    from conftest import write_dataset
+
+    folder = write_dataset(tmp_path_factory.mktemp("ihr") / "d")
+    bundle = tiny_random_whisper(seed=3)
+    utts, _ = read_dataset(folder, Selection(split="train"))
+    collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
+    return bundle, utts, collator
+
+
+def _fake_training(model, seed):
+    """θ̃: every trainable parameter moved by a seeded random step (stands in for fine-tuning)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(1e-2 * torch.randn(p.shape, generator=g))
+
+
+def _run_task(strategy, model, setting, index):
+    _, utts, collator = setting
+    task = TaskContext(index, f"t{index}", utts, collator, seed=index)
+    strategy.before_task(model, task)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    _fake_training(model, index)
+    tuned = {n: p.detach().clone() for n, p in model.named_parameters()}
+    facts = strategy.after_task(model, task)
+    return before, tuned, facts
+
+
+def test_first_task_is_plain_fine_tuning_then_factors_are_kept(setting):
+    model = tiny_random_whisper(seed=3).model
+    strategy = InverseHessianRegularization(IHRConfig(curvature_batches=1))
+    _, tuned, facts = _run_task(strategy, model, setting, 1)
+    assert all(torch.equal(p, tuned[n]) for n, p in model.named_parameters())
+    assert facts["merged_with_past_tasks"] == 0 and facts["factor_memory_bytes"] > 0
+    assert len(strategy.past) == 1
+
+
+def test_second_task_merges_with_the_past_curvature(setting):
+    model = tiny_random_whisper(seed=3).model
+    config = IHRConfig(curvature_batches=1, alpha=0.8, rest_alpha=0.5)
+    strategy = InverseHessianRegularization(config)
+    _run_task(strategy, model, setting, 1)
+    past = strategy.past[0]
+    before, tuned, facts = _run_task(strategy, model, setting, 2)
+    assert facts["layers_corrected"] == len(past.A)
+    params = dict(model.named_parameters())
+    layer = "model.decoder.layers.0.fc1"
+    dW = (tuned[f"{layer}.weight"] - before[f"{layer}.weight"]).double()
+    X = rescale(EigenInverse(past.A[layer], past.G[layer]).solve(dW, config.damping), dW, config.alpha)
+    moved = (params[f"{layer}.weight"].detach() - before[f"{layer}.weight"]).double()
+    assert torch.allclose(moved, X, atol=1e-6)
+    assert float(moved.norm()) == pytest.approx(0.8 * float(dW.norm()), rel=1e-4)
+    for name in (f"{layer}.bias", "model.encoder.layer_norm.weight", "model.encoder.conv1.weight"):
+        expected = before[name] + 0.5 * (tuned[name] - before[name])
+        assert torch.allclose(params[name], expected, atol=1e-7), name
+
+
+@pytest.mark.parametrize("past,kept", [("last", 1), ("sum", 1), ("exact", 2)])
+def test_past_modes_keep_the_right_factors_and_survive_a_resume(setting, past, kept):
+    model = tiny_random_whisper(seed=3).model
+    strategy = InverseHessianRegularization(IHRConfig(curvature_batches=1, past=past))
+    _run_task(strategy, model, setting, 1)
+    first = strategy.past[0]
+    _, _, facts = _run_task(strategy, model, setting, 2)
+    assert len(strategy.past) == kept
+    if past == "sum":
+        layer = next(iter(first.A))
+        assert strategy.past[0].counts[layer] == 2 * first.counts[layer]
+    if past == "exact":
+        assert facts["cg_max_relative_residual"] <= 1e-6
+    resumed = InverseHessianRegularization(IHRConfig(past=past))
+    resumed.load_state_dict(strategy.state_dict())
+    for mine, theirs in zip(resumed.past, strategy.past):
+        assert mine.counts == theirs.counts
+        assert all(torch.equal(mine.A[k], theirs.A[k]) and torch.equal(mine.G[k], theirs.G[k]) for k in mine.A)
