@@ -102,13 +102,14 @@ def run_task(
         task.lowercase_targets,
         bundle.model.config.max_target_positions,
     )
-    context = TaskContext(index, task.name, sets.train[task.name], collator, config.seed + index)
+    earlier = [(t.name, sets.train[t.name]) for t in config.tasks[: index - 1]]
+    context = TaskContext(index, task.name, sets.train[task.name], collator, config.seed + index, earlier)
     start = time.perf_counter()
     strategy.before_task(bundle.model, context)
     before = time.perf_counter() - start
     stats = train_task(
         bundle.model,
-        sets.train[task.name],
+        strategy.training_utterances(context),
         collator,
         config.train,
         accelerator,

@@ -3,7 +3,7 @@
 A strategy never re-implements training. The runner calls, for task t = 1..T:
 
     strategy.before_task(model, task)   # e.g. remember θ_{t−1}
-    train_task(..., extra_loss=strategy.extra_loss)
+    train_task(model, strategy.training_utterances(task), ..., extra_loss=strategy.extra_loss)
     strategy.after_task(model, task)    # e.g. merge θ̃_t into θ_t, collect curvature; returns facts
 
 and saves ``strategy.state_dict()`` with each checkpoint so a resumed run continues exactly.
@@ -30,6 +30,9 @@ class TaskContext:
     train_utterances: Sequence[Utterance]
     collator: SpeechCollator
     seed: int
+    # Training sets of tasks 1..t−1, oldest first. Only strategies that declare that they
+    # store data (replay, joint training) may read them; a memory-free strategy never does.
+    earlier_tasks: Sequence[tuple[str, Sequence[Utterance]]] = ()
 
 
 class Strategy:
@@ -39,6 +42,10 @@ class Strategy:
 
     def before_task(self, model: torch.nn.Module, task: TaskContext) -> None:
         """Called with θ_{t−1} before training on ``task``."""
+
+    def training_utterances(self, task: TaskContext) -> Sequence[Utterance]:
+        """What to train on for ``task`` (default: the task's own training set)."""
+        return task.train_utterances
 
     def extra_loss(self, model: torch.nn.Module, batch: SpeechBatch, logits: torch.Tensor) -> torch.Tensor | None:
         """A term added to the cross-entropy of every training batch (None: nothing)."""
