@@ -172,3 +172,28 @@ def test_general_set_names_must_be_unique():
     general = [{"name": "g", "data": "x", "test": {}}] * 2
     with pytest.raises(ConfigError, match="general: Value error, names must be unique"):
         parse_config({"tasks": [{"name": "a", "data": "x", "train": {}, "test": {}}], "general": general}, "c.yaml")
+
+
+@pytest.mark.parametrize(
+    "strategy,adapter",
+    [({"name": "centralize", "every": 2}, {"type": "lora", "r": 2}), ({"name": "ft"}, {"type": "blora", "r": 2})],
+)
+def test_runs_with_an_adapter_per_task(tmp_path, tiny_checkpoint, strategy, adapter):
+    config = load_config(_config(tmp_path, tiny_checkpoint), {"strategy": strategy, "adapter": adapter})
+    assert run_experiment(config)["complete"]
+    rows = json.loads((tmp_path / "out" / "progress" / "state.json").read_text())["rows"]
+    facts = rows[1]["adapter"]
+    assert facts["type"] == adapter["type"] and 0 < facts["trainable_parameters"] < 100_000
+    if adapter["type"] == "blora":
+        assert 0.0 <= facts["update_sparsity_below_1e-3"] <= 1.0
+    if strategy["name"] == "centralize":
+        assert [r["strategy"]["deployed"] for r in rows[1:]] == ["base + this task's update", "centralized base"]
+    from transformers import WhisperForConditionalGeneration
+
+    exported = WhisperForConditionalGeneration.from_pretrained(tmp_path / "out" / "model")
+    assert not any("lora" in name for name, _ in exported.named_parameters())
+
+
+def test_centralize_without_an_adapter_is_refused():
+    with pytest.raises(ConfigError, match="add an adapter section"):
+        parse_config({"strategy": {"name": "centralize"}, "tasks": [{"name": "a", "data": "x", "train": {}, "test": {}}]})

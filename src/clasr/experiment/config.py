@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from clasr.adapters import AdapterConfig
 from clasr.data.manifest import Selection
 from clasr.decoding import DecodeLimits
 from clasr.metrics.text import NORMALIZERS
@@ -82,6 +83,7 @@ class ExperimentConfig(_Strict):
     seed: int = 0
     model: ModelConfig = ModelConfig()
     strategy: StrategyConfig = FineTuneConfig()
+    adapter: AdapterConfig | None = Field(None, description="train a fresh adapter per task, merged after it")
     train: TrainConfig = TrainConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     data: DataConfig = DataConfig()
@@ -95,6 +97,12 @@ class ExperimentConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"names must be unique, got {names}")
         return sets
+
+    @model_validator(mode="after")
+    def _centralize_needs_an_adapter(self) -> "ExperimentConfig":
+        if self.strategy.name == "centralize" and self.adapter is None:
+            raise ValueError("strategy 'centralize' averages adapter updates: add an adapter section")
+        return self
 
     def resolved(self, base: Path) -> "ExperimentConfig":
         """A copy whose data folders are absolute (relative ones taken from ``base``)."""

@@ -10,11 +10,14 @@ config on the same directory again resumes after the last finished row.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import yaml
 from accelerate import Accelerator
 
+from clasr.adapters import extra_loss as adapter_extra_loss
+from clasr.adapters.session import task_adapters
 from clasr.atomic import atomic_path, write_json, write_text
 from clasr.data.batching import SpeechCollator
 from clasr.evaluate import evaluate, write_hypotheses
@@ -107,26 +110,41 @@ def run_task(
     start = time.perf_counter()
     strategy.before_task(bundle.model, context)
     before = time.perf_counter() - start
-    stats = train_task(
-        bundle.model,
-        strategy.training_utterances(context),
-        collator,
-        config.train,
-        accelerator,
-        seed=context.seed,
-        extra_loss=strategy.extra_loss,
-        description=f"task {index} {task.name}",
-    )
+    utterances = strategy.training_utterances(context)
+    adapting = task_adapters(bundle.model, config.adapter, len(utterances)) if config.adapter else nullcontext({})
+    with adapting as adapter_facts:
+        stats = train_task(
+            bundle.model,
+            utterances,
+            collator,
+            config.train,
+            accelerator,
+            seed=context.seed,
+            extra_loss=_combined_extra_loss(strategy, config.adapter is not None),
+            description=f"task {index} {task.name}",
+        )
     start = time.perf_counter()
     facts = strategy.after_task(bundle.model, context)
     after = time.perf_counter() - start
     console.print(f"task {index} {task.name}: {stats.optimizer_steps} steps in {stats.seconds:.0f}s {facts or ''}")
     return {
         "train": stats.summary(),
+        "adapter": adapter_facts,
         "losses": stats.losses,
         "strategy": facts,
         "strategy_seconds": {"before_task": before, "after_task": after},
     }
+
+
+def _combined_extra_loss(strategy: Strategy, with_adapters: bool):
+    """The strategy's extra loss term plus the adapters' own (BLoRA's KL)."""
+
+    def extra(model, batch, logits):
+        terms = [strategy.extra_loss(model, batch, logits), adapter_extra_loss(model) if with_adapters else None]
+        terms = [t for t in terms if t is not None]
+        return sum(terms) if terms else None
+
+    return extra
 
 
 def export_model(bundle: WhisperBundle, target: Path) -> None:

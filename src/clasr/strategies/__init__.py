@@ -7,13 +7,16 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from clasr.strategies.base import Strategy
+from clasr.strategies.centralize import Centralization, CentralizeConfig
 from clasr.strategies.ft import FineTune, FineTuneConfig
 from clasr.strategies.fta import FineTuneAverage, FineTuneAverageConfig
 from clasr.strategies.ihr import IHRConfig, InverseHessianRegularization
 
-StrategyConfig = Annotated[Union[FineTuneConfig, FineTuneAverageConfig, IHRConfig], Field(discriminator="name")]
+StrategyConfig = Annotated[
+    Union[FineTuneConfig, FineTuneAverageConfig, IHRConfig, CentralizeConfig], Field(discriminator="name")
+]
 
-_BUILDERS = {"ft": FineTune, "fta": FineTuneAverage, "ihr": InverseHessianRegularization}
+_BUILDERS = {"ft": FineTune, "fta": FineTuneAverage, "ihr": InverseHessianRegularization, "centralize": Centralization}
 
 
 def build_strategy(config) -> Strategy:

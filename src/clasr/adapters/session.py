@@ -1,0 +1,47 @@
+"""One task's adapter: injected fresh before training, merged into the base after it.
+
+Within a task the model trains only its adapters; between tasks it is a plain Whisper
+again, so every strategy sees merged weights: θ̃_t = θ_{t−1} with each adapted Linear's
+weight W + ΔW. Sequential fine-tuning with an adapter (``strategy: ft`` plus an
+``adapter:`` section) is therefore sequential adapters merged after each task; FTA, IHR
+and centralization act on the merged ΔW.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import contextmanager
+from typing import Iterator
+
+from torch import nn
+
+from clasr.adapters.base import AdapterSettings
+from clasr.adapters.blora import BLoRALinear
+from clasr.adapters.inject import count_trainable, inject_adapters, remove_adapters, update_sparsity
+
+
+@contextmanager
+def task_adapters(model: nn.Module, config: AdapterSettings, n_train: int) -> Iterator[dict]:
+    """Inject ``config``'s adapters; on leaving, merge and remove them and restore which
+    parameters are trainable. Yields a dict of facts, completed on leaving: adapter type,
+    adapted layers, trainable parameters, per-layer settings summary (e.g. SSVD's k split),
+    and for BLoRA the sparsity of the merged update."""
+    trainable = {name: p.requires_grad for name, p in model.named_parameters()}
+    adapters = inject_adapters(model, config)
+    for adapter in adapters.values():
+        if isinstance(adapter, BLoRALinear):
+            adapter.n_train = n_train
+    facts: dict = {"type": config.type, "layers": len(adapters), "trainable_parameters": count_trainable(model)}
+    try:
+        yield facts
+        settings = Counter(
+            tuple(sorted((k, v) for k, v in a.describe().items() if k not in ("in", "out", "params")))
+            for a in adapters.values()
+        )
+        facts["settings"] = [{**dict(key), "layers": n} for key, n in settings.items()]
+        if any(isinstance(a, BLoRALinear) for a in adapters.values()):
+            facts["update_sparsity_below_1e-3"] = update_sparsity(model)
+    finally:
+        remove_adapters(model, merge=True)
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(trainable[name])

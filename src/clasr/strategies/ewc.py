@@ -1,0 +1,150 @@
+"""Online EWC — elastic weight consolidation with a running diagonal Fisher
+(Kirkpatrick et al. 2017; online variant of Schwarz et al. 2018, "Progress & Compress").
+
+While training on task t, every trainable parameter θ_i is pulled towards its value
+θ*_i = θ_{t−1} after the previous task, weighted by the accumulated Fisher::
+
+    loss = CE(task t) + (λ/2) Σ_i F̃_i (θ_i − θ*_i)²
+    F̃_t  = γ F̃_{t−1} + F_t                (γ = 1: plain sum over past tasks)
+
+F_t, the diagonal Fisher at θ_t, is collected after task t from at most
+``fisher_utterances`` training utterances u_n (a seeded random subset), each its own
+batch of one, so that the squares are of per-utterance gradients — the diagonal of the
+Fisher of the sequence model p(y | x) — never of a batch's mean gradient (which would
+sum the cross terms between utterances)::
+
+    F_t = Σ_n (∂ℓ_n/∂θ)² / Σ_n M_n,        ℓ_n = −Σ_{i scored in u_n} log p(y_i | y_<i, x_n)
+
+ℓ_n is the utterance's summed token negative log-likelihood and M_n its number of scored
+tokens. Dividing by the token count puts F on the scale of the training loss, a mean over
+tokens: for sampled labels the cross-token terms vanish in expectation and F is the
+diagonal of the per-token Fisher, so (1/2) Σ F (θ − θ*)² approximates the increase of the
+previous tasks' token cross-entropy and λ = 1 weighs it like the new task's.
+``fisher: empirical`` (default) uses the true transcripts, ``sampled`` labels drawn from
+the model at every scored position (teacher forcing keeps the true decoder inputs).
+Task 1 trains without penalty. Only parameters that require grad are tracked; F̃ and θ*
+are the strategy's state.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Iterable, Literal, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from clasr.curvature.kfac import sample_labels, summed_token_cross_entropy
+from clasr.data.batching import IGNORE_INDEX, SpeechBatch, SpeechCollator
+from clasr.data.manifest import Utterance
+from clasr.strategies.base import Strategy, TaskContext, trainable_snapshot
+
+# One example for the Fisher: runs the model, returns its summed loss and its number of terms.
+ExampleLoss = Callable[[], tuple[torch.Tensor, int]]
+
+
+class EWCConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["ewc"] = "ewc"
+    strength: float = Field(1.0, ge=0, description="λ, weight of the penalty (λ/2) Σ F̃ (θ − θ*)²")
+    gamma: float = Field(1.0, ge=0, le=1, description="decay γ of the accumulated Fisher: F̃_t = γ F̃_{t−1} + F_t")
+    fisher: Literal["empirical", "sampled"] = "empirical"
+    fisher_utterances: int = Field(64, ge=1, description="training utterances (batches of one) behind each F_t")
+
+
+def diagonal_fisher(params: dict[str, torch.Tensor], examples: Iterable[ExampleLoss]) -> dict[str, torch.Tensor]:
+    """F = Σ_n (∂ℓ_n/∂θ)² / Σ_n M_n over ``examples`` returning (ℓ_n, M_n); ``.grad`` is untouched."""
+    sums = {name: torch.zeros_like(p) for name, p in params.items()}
+    terms = 0
+    for example in examples:
+        loss, count = example()
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        for name, grad in zip(params, grads):
+            if grad is not None:
+                sums[name] += grad.detach().square()
+        terms += count
+    return {name: s / terms for name, s in sums.items()}
+
+
+def accumulate(previous: dict[str, torch.Tensor], current: dict[str, torch.Tensor], gamma: float) -> dict[str, torch.Tensor]:
+    """F̃_t = γ F̃_{t−1} + F_t, parameter by parameter (a parameter new to F_t starts at F_t)."""
+    merged = {name: gamma * f for name, f in previous.items()}
+    for name, f in current.items():
+        merged[name] = merged[name] + f if name in merged else f
+    return merged
+
+
+def ewc_penalty(
+    params: Iterable[tuple[str, torch.Tensor]], fisher: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor], strength: float
+) -> torch.Tensor:
+    """(λ/2) Σ_i F̃_i (θ_i − θ*_i)² over the named parameters that have a Fisher."""
+    total = sum((fisher[name] * (p - anchor[name]).square()).sum() for name, p in params if name in fisher)
+    return 0.5 * strength * total
+
+
+def whisper_examples(
+    model: torch.nn.Module,
+    utterances: Sequence[Utterance],
+    collator: SpeechCollator,
+    config: EWCConfig,
+    seed: int,
+) -> Iterable[ExampleLoss]:
+    """One :data:`ExampleLoss` per utterance of a seeded random subset of ``fisher_utterances``."""
+    chosen = random.Random(seed).sample(range(len(utterances)), min(config.fisher_utterances, len(utterances)))
+    device = next(model.parameters()).device
+    generator = torch.Generator(device).manual_seed(seed)
+
+    def example(index: int) -> tuple[torch.Tensor, int]:
+        batch = collator([utterances[index]], [index]).to(device)
+        logits = model(input_features=batch.input_features, decoder_input_ids=batch.decoder_input_ids, use_cache=False).logits
+        labels = batch.labels if config.fisher == "empirical" else sample_labels(logits, batch.labels, generator)
+        return summed_token_cross_entropy(logits, labels), int((batch.labels != IGNORE_INDEX).sum())
+
+    return (lambda i=i: example(i) for i in chosen)
+
+
+class ElasticWeightConsolidation(Strategy):
+    """Online EWC: a quadratic pull towards θ_{t−1}, weighted by the accumulated diagonal Fisher."""
+
+    name = "ewc"
+
+    def __init__(self, config: EWCConfig):
+        self.config = config
+        self.fisher: dict[str, torch.Tensor] = {}  # F̃ after the last finished task
+        self.anchor: dict[str, torch.Tensor] = {}  # θ* = θ of the last finished task
+
+    def before_task(self, model: torch.nn.Module, task: TaskContext) -> None:
+        device = next(model.parameters()).device  # state loaded on resume lies on the CPU
+        self.fisher = {name: f.to(device) for name, f in self.fisher.items()}
+        self.anchor = {name: a.to(device) for name, a in self.anchor.items()}
+
+    def extra_loss(self, model: torch.nn.Module, batch: SpeechBatch, logits: torch.Tensor) -> torch.Tensor | None:
+        if not self.fisher:
+            return None
+        return ewc_penalty(model.named_parameters(), self.fisher, self.anchor, self.config.strength)
+
+    def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
+        params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+        examples = whisper_examples(model, task.train_utterances, task.collator, self.config, task.seed)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.enable_grad():
+                current = diagonal_fisher(params, examples)
+        finally:
+            model.train(was_training)
+        self.fisher = accumulate(self.fisher, current, self.config.gamma)
+        self.anchor = {name: p for name, p in trainable_snapshot(model).items() if name in self.fisher}
+        return {
+            "fisher_utterances": min(self.config.fisher_utterances, len(task.train_utterances)),
+            "fisher_mean": float(sum(f.sum() for f in current.values()) / sum(f.numel() for f in current.values())),
+            "state_bytes": sum(t.numel() * t.element_size() for t in [*self.fisher.values(), *self.anchor.values()]),
+        }
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"fisher.{n}": f for n, f in self.fisher.items()} | {f"anchor.{n}": a for n, a in self.anchor.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.fisher = {key.removeprefix("fisher."): v for key, v in state.items() if key.startswith("fisher.")}
+        self.anchor = {key.removeprefix("anchor."): v for key, v in state.items() if key.startswith("anchor.")}
