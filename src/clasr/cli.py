@@ -33,7 +33,9 @@ def run(
     config: Path = typer.Argument(..., help="experiment YAML (see examples/)"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="results directory (overrides output_dir)"),
     strategy: Optional[str] = typer.Option(
-        None, help="strategy name: ft, fta (replaces the config's strategy and its options, unless the same name)"
+        None,
+        help="strategy name: ft, fta, ihr, centralize (replaces the config's strategy and its options, "
+        "unless it is the same name)",
     ),
 ) -> None:
     """Run a continual-learning experiment: evaluate the foundation model, then train and evaluate

@@ -29,6 +29,7 @@ are the strategy's state.
 from __future__ import annotations
 
 import random
+from functools import partial
 from typing import Callable, Iterable, Literal, Sequence
 
 import torch
@@ -37,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from clasr.curvature.kfac import sample_labels, summed_token_cross_entropy
 from clasr.data.batching import IGNORE_INDEX, SpeechBatch, SpeechCollator
 from clasr.data.manifest import Utterance
-from clasr.strategies.base import Strategy, TaskContext, trainable_snapshot
+from clasr.strategies.base import Strategy, TaskContext
 
 # One example for the Fisher: runs the model, returns its summed loss and its number of terms.
 ExampleLoss = Callable[[], tuple[torch.Tensor, int]]
@@ -101,7 +102,7 @@ def whisper_examples(
         labels = batch.labels if config.fisher == "empirical" else sample_labels(logits, batch.labels, generator)
         return summed_token_cross_entropy(logits, labels), int((batch.labels != IGNORE_INDEX).sum())
 
-    return (lambda i=i: example(i) for i in chosen)
+    return (partial(example, i) for i in chosen)
 
 
 class ElasticWeightConsolidation(Strategy):
@@ -125,22 +126,26 @@ class ElasticWeightConsolidation(Strategy):
         return ewc_penalty(model.named_parameters(), self.fisher, self.anchor, self.config.strength)
 
     def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
+        current = self._fisher_of(model, task)
+        self.fisher = accumulate(self.fisher, current, self.config.gamma)
+        self.anchor = {name: p.detach().clone() for name, p in model.named_parameters() if name in self.fisher}
+        return {
+            "fisher_utterances": min(self.config.fisher_utterances, len(task.train_utterances)),
+            "fisher_mean": float(sum(f.double().sum() for f in current.values()) / sum(f.numel() for f in current.values())),
+            "state_bytes": sum(t.numel() * t.element_size() for t in [*self.fisher.values(), *self.anchor.values()]),
+        }
+
+    def _fisher_of(self, model: torch.nn.Module, task: TaskContext) -> dict[str, torch.Tensor]:
+        """F_t of the trainable parameters at the current model, in eval mode (no dropout)."""
         params = {name: p for name, p in model.named_parameters() if p.requires_grad}
         examples = whisper_examples(model, task.train_utterances, task.collator, self.config, task.seed)
         was_training = model.training
         model.eval()
         try:
             with torch.enable_grad():
-                current = diagonal_fisher(params, examples)
+                return diagonal_fisher(params, examples)
         finally:
             model.train(was_training)
-        self.fisher = accumulate(self.fisher, current, self.config.gamma)
-        self.anchor = {name: p for name, p in trainable_snapshot(model).items() if name in self.fisher}
-        return {
-            "fisher_utterances": min(self.config.fisher_utterances, len(task.train_utterances)),
-            "fisher_mean": float(sum(f.sum() for f in current.values()) / sum(f.numel() for f in current.values())),
-            "state_bytes": sum(t.numel() * t.element_size() for t in [*self.fisher.values(), *self.anchor.values()]),
-        }
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {f"fisher.{n}": f for n, f in self.fisher.items()} | {f"anchor.{n}": a for n, a in self.anchor.items()}
