@@ -197,3 +197,21 @@ def test_runs_with_an_adapter_per_task(tmp_path, tiny_checkpoint, strategy, adap
 def test_centralize_without_an_adapter_is_refused():
     with pytest.raises(ConfigError, match="add an adapter section"):
         parse_config({"strategy": {"name": "centralize"}, "tasks": [{"name": "a", "data": "x", "train": {}, "test": {}}]})
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"name": "ihr", "past": "exact", "curvature_batches": 1},
+        {"name": "ewc", "strength": 10.0, "fisher_utterances": 4},
+        {"name": "lwf"},
+        {"name": "er", "memory_size": 3},
+        {"name": "joint"},
+        {"name": "frozen", "part": "decoder"},
+    ],
+)
+def test_every_strategy_runs_end_to_end(tmp_path, tiny_checkpoint, strategy):
+    config = load_config(_config(tmp_path, tiny_checkpoint), {"strategy": strategy})
+    assert run_experiment(config)["complete"]
+    rows = json.loads((tmp_path / "out" / "progress" / "state.json").read_text())["rows"]
+    assert len(rows) == 3 and all("strategy" in row for row in rows[1:])

@@ -102,6 +102,8 @@ class ExperimentConfig(_Strict):
     def _centralize_needs_an_adapter(self) -> "ExperimentConfig":
         if self.strategy.name == "centralize" and self.adapter is None:
             raise ValueError("strategy 'centralize' averages adapter updates: add an adapter section")
+        if self.strategy.name == "frozen" and self.adapter is not None:
+            raise ValueError("strategy 'frozen' chooses what trains; with an adapter section the adapters do")
         return self
 
     def resolved(self, base: Path) -> "ExperimentConfig":

@@ -8,15 +8,41 @@ from pydantic import Field
 
 from clasr.strategies.base import Strategy
 from clasr.strategies.centralize import Centralization, CentralizeConfig
+from clasr.strategies.ewc import ElasticWeightConsolidation, EWCConfig
+from clasr.strategies.frozen import FrozenPart, FrozenPartConfig
 from clasr.strategies.ft import FineTune, FineTuneConfig
 from clasr.strategies.fta import FineTuneAverage, FineTuneAverageConfig
 from clasr.strategies.ihr import IHRConfig, InverseHessianRegularization
+from clasr.strategies.joint import JointConfig, JointTraining
+from clasr.strategies.lwf import LearningWithoutForgetting, LwFConfig
+from clasr.strategies.replay import ExperienceReplay, ExperienceReplayConfig
 
 StrategyConfig = Annotated[
-    Union[FineTuneConfig, FineTuneAverageConfig, IHRConfig, CentralizeConfig], Field(discriminator="name")
+    Union[
+        FineTuneConfig,
+        FineTuneAverageConfig,
+        IHRConfig,
+        CentralizeConfig,
+        EWCConfig,
+        LwFConfig,
+        ExperienceReplayConfig,
+        JointConfig,
+        FrozenPartConfig,
+    ],
+    Field(discriminator="name"),
 ]
 
-_BUILDERS = {"ft": FineTune, "fta": FineTuneAverage, "ihr": InverseHessianRegularization, "centralize": Centralization}
+_BUILDERS = {
+    "ft": FineTune,
+    "fta": FineTuneAverage,
+    "ihr": InverseHessianRegularization,
+    "centralize": Centralization,
+    "ewc": ElasticWeightConsolidation,
+    "lwf": LearningWithoutForgetting,
+    "er": ExperienceReplay,
+    "joint": JointTraining,
+    "frozen": FrozenPart,
+}
 
 
 def build_strategy(config) -> Strategy:

@@ -1,8 +1,8 @@
 """Online EWC — elastic weight consolidation with a running diagonal Fisher
 (Kirkpatrick et al. 2017; online variant of Schwarz et al. 2018, "Progress & Compress").
 
-While training on task t, every trainable parameter θ_i is pulled towards its value
-θ*_i = θ_{t−1} after the previous task, weighted by the accumulated Fisher::
+While training on task t, every trainable parameter θ_i is pulled towards its value θ*_i
+in θ_{t−1}, the model deployed after the previous task, weighted by the accumulated Fisher::
 
     loss = CE(task t) + (λ/2) Σ_i F̃_i (θ_i − θ*_i)²
     F̃_t  = γ F̃_{t−1} + F_t                (γ = 1: plain sum over past tasks)
@@ -17,24 +17,32 @@ sum the cross terms between utterances)::
 
 ℓ_n is the utterance's summed token negative log-likelihood and M_n its number of scored
 tokens. Dividing by the token count puts F on the scale of the training loss, a mean over
-tokens: for sampled labels the cross-token terms vanish in expectation and F is the
-diagonal of the per-token Fisher, so (1/2) Σ F (θ − θ*)² approximates the increase of the
-previous tasks' token cross-entropy and λ = 1 weighs it like the new task's.
+tokens: for sampled labels (drawn independently per position) the cross-token terms
+vanish in expectation and F is the diagonal of the mean per-token Fisher (= Gauss–Newton
+of the cross-entropy), so (1/2) Σ F (θ − θ*)² approximates, to second order and in its
+diagonal, the increase of the previous tasks' mean token cross-entropy: λ = 1 weighs it
+like the new task's loss. With true labels the cross terms stay (the empirical Fisher).
 ``fisher: empirical`` (default) uses the true transcripts, ``sampled`` labels drawn from
 the model at every scored position (teacher forcing keeps the true decoder inputs).
 Task 1 trains without penalty. Only parameters that require grad are tracked; F̃ and θ*
 are the strategy's state.
+
+With an adapter section, a task trains fresh adapters over θ_{t−1} (merged after it, so
+the Fisher is collected on the plain model): the penalty then reads each adapted Linear's
+weight as W' = W + ΔW under the plain layer's name, so it pulls the adapters' update
+ΔW towards 0 with the weight's Fisher; the model's other parameters are frozen at θ*.
 """
 
 from __future__ import annotations
 
 import random
 from functools import partial
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Callable, Iterable, Iterator, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from clasr.adapters.inject import adapter_modules
 from clasr.curvature.kfac import sample_labels, summed_token_cross_entropy
 from clasr.data.batching import IGNORE_INDEX, SpeechBatch, SpeechCollator
 from clasr.data.manifest import Utterance
@@ -49,9 +57,9 @@ class EWCConfig(BaseModel):
 
     name: Literal["ewc"] = "ewc"
     strength: float = Field(1.0, ge=0, description="λ, weight of the penalty (λ/2) Σ F̃ (θ − θ*)²")
-    gamma: float = Field(1.0, ge=0, le=1, description="decay γ of the accumulated Fisher: F̃_t = γ F̃_{t−1} + F_t")
+    gamma: float = Field(1.0, ge=0, le=1, description="decay γ: F̃_t = γ F̃_{t−1} + F_t")
     fisher: Literal["empirical", "sampled"] = "empirical"
-    fisher_utterances: int = Field(64, ge=1, description="training utterances (batches of one) behind each F_t")
+    fisher_utterances: int = Field(64, ge=1, description="training utterances (batches of one) behind F_t")
 
 
 def diagonal_fisher(params: dict[str, torch.Tensor], examples: Iterable[ExampleLoss]) -> dict[str, torch.Tensor]:
@@ -68,7 +76,9 @@ def diagonal_fisher(params: dict[str, torch.Tensor], examples: Iterable[ExampleL
     return {name: s / terms for name, s in sums.items()}
 
 
-def accumulate(previous: dict[str, torch.Tensor], current: dict[str, torch.Tensor], gamma: float) -> dict[str, torch.Tensor]:
+def accumulate(
+    previous: dict[str, torch.Tensor], current: dict[str, torch.Tensor], gamma: float
+) -> dict[str, torch.Tensor]:
     """F̃_t = γ F̃_{t−1} + F_t, parameter by parameter (a parameter new to F_t starts at F_t)."""
     merged = {name: gamma * f for name, f in previous.items()}
     for name, f in current.items():
@@ -77,11 +87,27 @@ def accumulate(previous: dict[str, torch.Tensor], current: dict[str, torch.Tenso
 
 
 def ewc_penalty(
-    params: Iterable[tuple[str, torch.Tensor]], fisher: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor], strength: float
+    params: Iterable[tuple[str, torch.Tensor]],
+    fisher: dict[str, torch.Tensor],
+    anchor: dict[str, torch.Tensor],
+    strength: float,
 ) -> torch.Tensor:
     """(λ/2) Σ_i F̃_i (θ_i − θ*_i)² over the named parameters that have a Fisher."""
     total = sum((fisher[name] * (p - anchor[name]).square()).sum() for name, p in params if name in fisher)
     return 0.5 * strength * total
+
+
+def effective_parameters(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """The model's parameters under their plain names, an adapted Linear's weight read as
+    W' = W + ΔW (differentiable in the adapter); the adapters' own parameters and the
+    layers they wrap are not listed apart."""
+    adapters = adapter_modules(model)
+    for layer, adapter in adapters.items():
+        yield f"{layer}.weight", adapter.adapted_weight()
+    prefixes = tuple(f"{layer}." for layer in adapters)
+    for name, p in model.named_parameters():
+        if not name.startswith(prefixes):
+            yield name, p
 
 
 def whisper_examples(
@@ -98,7 +124,8 @@ def whisper_examples(
 
     def example(index: int) -> tuple[torch.Tensor, int]:
         batch = collator([utterances[index]], [index]).to(device)
-        logits = model(input_features=batch.input_features, decoder_input_ids=batch.decoder_input_ids, use_cache=False).logits
+        features, inputs = batch.input_features, batch.decoder_input_ids
+        logits = model(input_features=features, decoder_input_ids=inputs, use_cache=False).logits
         labels = batch.labels if config.fisher == "empirical" else sample_labels(logits, batch.labels, generator)
         return summed_token_cross_entropy(logits, labels), int((batch.labels != IGNORE_INDEX).sum())
 
@@ -123,7 +150,7 @@ class ElasticWeightConsolidation(Strategy):
     def extra_loss(self, model: torch.nn.Module, batch: SpeechBatch, logits: torch.Tensor) -> torch.Tensor | None:
         if not self.fisher:
             return None
-        return ewc_penalty(model.named_parameters(), self.fisher, self.anchor, self.config.strength)
+        return ewc_penalty(effective_parameters(model), self.fisher, self.anchor, self.config.strength)
 
     def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
         current = self._fisher_of(model, task)
@@ -131,7 +158,8 @@ class ElasticWeightConsolidation(Strategy):
         self.anchor = {name: p.detach().clone() for name, p in model.named_parameters() if name in self.fisher}
         return {
             "fisher_utterances": min(self.config.fisher_utterances, len(task.train_utterances)),
-            "fisher_mean": float(sum(f.double().sum() for f in current.values()) / sum(f.numel() for f in current.values())),
+            "fisher_mean": float(sum(f.double().sum() for f in current.values()))
+            / sum(f.numel() for f in current.values()),
             "state_bytes": sum(t.numel() * t.element_size() for t in [*self.fisher.values(), *self.anchor.values()]),
         }
 
