@@ -34,7 +34,8 @@ def run(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="results directory (overrides output_dir)"),
     strategy: Optional[str] = typer.Option(
         None,
-        help="strategy name: ft, fta, ihr, centralize (replaces the config's strategy and its options, "
+        help="strategy name: ft, fta, ihr, centralize, ewc, lwf, er, joint, frozen (replaces the config's strategy "
+        "and its options, "
         "unless it is the same name)",
     ),
 ) -> None:
