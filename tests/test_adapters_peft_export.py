@@ -1,0 +1,148 @@
+"""save_peft_lora: a PEFT adapter folder that peft.PeftModel loads into the same adapted Whisper."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from clasr.adapters import (
+    DoRAConfig,
+    LoRAConfig,
+    LoRALinear,
+    SSVDConfig,
+    TargetConfig,
+    adapter_modules,
+    inject_adapters,
+    merge_all,
+)
+from clasr.adapters.peft_export import save_peft_lora
+
+peft = pytest.importorskip("peft")
+from peft.tuners.lora import LoraLayer  # noqa: E402
+
+ATOL = 1e-5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """A tiny model: one thread is fastest, and spares the cores other jobs share."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every adapter non-zero factors (and DoRA a changed magnitude), as training would."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for adapter in adapter_modules(model).values():
+            for name in ("lora_A", "lora_B"):
+                parameter = getattr(adapter, name)
+                parameter.copy_(0.3 * torch.randn(parameter.shape, generator=generator))
+            if hasattr(adapter, "magnitude"):
+                adapter.magnitude.mul_(1 + 0.5 * torch.rand(adapter.magnitude.shape, generator=generator))
+
+
+def inputs(bundle) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return {"input_features": torch.randn(1, 80, bundle.window_frames, generator=generator),
+            "decoder_input_ids": torch.randint(0, bundle.model.config.vocab_size, (1, 6), generator=generator)}
+
+
+@torch.no_grad()
+def logits(model, batch) -> torch.Tensor:
+    return model(**batch).logits
+
+
+def adapted_pair(bundle, config):
+    """A copy of the tiny Whisper with ``config``'s adapters (randomized) and an untouched copy."""
+    model, fresh = copy.deepcopy(bundle.model).eval(), copy.deepcopy(bundle.model).eval()
+    inject_adapters(model, config)
+    randomize(model)
+    return model, fresh
+
+
+def check_round_trip(bundle, model, fresh, folder):
+    """peft loads exactly the adapted layers with our values, scales and outputs."""
+    batch = inputs(bundle)
+    base_logits = logits(fresh, batch)
+    ours = logits(model, batch)
+    assert (ours - base_logits).abs().max().item() > 1e-2  # the adapters do change the model
+    assert save_peft_lora(model, folder) == folder
+    loaded = peft.PeftModel.from_pretrained(fresh, str(folder)).eval()
+
+    adapters = adapter_modules(model)
+    theirs = {name.removeprefix("base_model.model."): module for name, module in loaded.named_modules()
+              if isinstance(module, LoraLayer)}
+    assert list(theirs) == list(adapters)
+    for name, adapter in adapters.items():
+        layer = theirs[name]
+        assert layer.r["default"] == adapter.r
+        assert layer.scaling["default"] == pytest.approx(adapter.scaling, rel=1e-12)
+        assert torch.equal(layer.lora_A["default"].weight, adapter.lora_A)
+        assert torch.equal(layer.lora_B["default"].weight, adapter.lora_B)
+        if hasattr(adapter, "magnitude"):
+            assert torch.equal(layer.lora_magnitude_vector["default"].weight, adapter.magnitude)
+
+    # The file's keys are exactly those peft itself would save for this model.
+    from safetensors.torch import load_file
+
+    saved = load_file(str(folder / "adapter_model.safetensors"))
+    assert set(saved) == set(peft.get_peft_model_state_dict(loaded))
+
+    assert (logits(loaded, batch) - ours).abs().max().item() <= ATOL
+    return json.loads((folder / "adapter_config.json").read_text())
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_lora_round_trip(tiny_bundle, tmp_path, rslora):
+    config = LoRAConfig(type="lora", r=4, alpha=8, rslora=rslora, targets=TargetConfig(preset="attention_qv"))
+    model, fresh = adapted_pair(tiny_bundle, config)
+    written = check_round_trip(tiny_bundle, model, fresh, tmp_path / "peft")
+    assert written["peft_type"] == "LORA" and written["use_rslora"] is rslora and written["use_dora"] is False
+    assert written["r"] == 4 and written["lora_alpha"] == 8 and written["bias"] == "none"
+    assert written["target_modules"] == list(adapter_modules(model))
+    assert written["rank_pattern"] == {} and written["alpha_pattern"] == {}
+    assert sorted(p.name for p in (tmp_path / "peft").iterdir()) == ["adapter_config.json",
+                                                                     "adapter_model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["peft"]  # no temporary left behind
+
+
+def test_dora_round_trip(tiny_bundle, tmp_path):
+    config = DoRAConfig(type="dora", r=4, alpha=8, targets=TargetConfig(preset="attention_qv"))
+    model, fresh = adapted_pair(tiny_bundle, config)
+    written = check_round_trip(tiny_bundle, model, fresh, tmp_path / "peft")
+    assert written["use_dora"] is True
+
+
+def test_mixed_ranks_use_patterns(tiny_bundle, tmp_path):
+    config = LoRAConfig(type="lora", r=4, alpha=8, targets=TargetConfig(preset="attention_qv"))
+    model, fresh = adapted_pair(tiny_bundle, config)
+    odd = "model.decoder.layers.1.encoder_attn.v_proj"
+    parent, _, child = odd.rpartition(".")
+    setattr(model.get_submodule(parent), child, LoRALinear(model.get_submodule(odd).base, r=2, alpha=5))
+    randomize(model, seed=2)
+    written = check_round_trip(tiny_bundle, model, fresh, tmp_path / "peft")
+    assert written["r"] == 4 and written["lora_alpha"] == 8
+    assert list(written["rank_pattern"].values()) == [2] and list(written["alpha_pattern"].values()) == [5]
+
+
+def test_refuses_other_adapter_types(tiny_bundle, tmp_path):
+    model = copy.deepcopy(tiny_bundle.model)
+    inject_adapters(model, SSVDConfig(type="ssvd", k=2, targets=TargetConfig(preset="attention_qv")))
+    with pytest.raises(ValueError, match="'ssvd' adapter: only LoRA and DoRA have a PEFT format"):
+        save_peft_lora(model, tmp_path / "peft")
+    assert not (tmp_path / "peft").exists()
+
+
+def test_refuses_merged_adapters(tiny_bundle, tmp_path):
+    model = copy.deepcopy(tiny_bundle.model)
+    inject_adapters(model, LoRAConfig(type="lora", r=4, alpha=8, targets=TargetConfig(preset="attention_qv")))
+    merge_all(model)
+    with pytest.raises(ValueError, match="merged"):
+        save_peft_lora(model, tmp_path / "peft")
+    assert not (tmp_path / "peft").exists()
