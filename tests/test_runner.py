@@ -190,6 +190,9 @@ def test_runs_with_an_adapter_per_task(tmp_path, tiny_checkpoint, strategy, adap
         assert [r["strategy"]["deployed"] for r in rows[1:]] == ["base + this task's update", "centralized base"]
     from transformers import WhisperForConditionalGeneration
 
+    saved = tmp_path / "out" / "adapters" / "task1_a"
+    assert (saved / "adapters.safetensors").exists()
+    assert (saved / "peft" / "adapter_config.json").exists() == (adapter["type"] == "lora")
     exported = WhisperForConditionalGeneration.from_pretrained(tmp_path / "out" / "model")
     assert not any("lora" in name for name, _ in exported.named_parameters())
 

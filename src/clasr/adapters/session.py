@@ -11,21 +11,35 @@ from __future__ import annotations
 
 from collections import Counter
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from torch import nn
 
 from clasr.adapters.base import AdapterSettings
 from clasr.adapters.blora import BLoRALinear
-from clasr.adapters.inject import count_trainable, inject_adapters, remove_adapters, update_sparsity
+from clasr.adapters.inject import (
+    count_trainable,
+    inject_adapters,
+    remove_adapters,
+    save_adapters,
+    update_sparsity,
+)
+from clasr.adapters.peft_export import save_peft_lora
 
 
 @contextmanager
-def task_adapters(model: nn.Module, config: AdapterSettings, n_train: int) -> Iterator[dict]:
+def task_adapters(
+    model: nn.Module, config: AdapterSettings, n_train: int, save_to: Path | None = None
+) -> Iterator[dict]:
     """Inject ``config``'s adapters; on leaving, merge and remove them and restore which
     parameters are trainable. Yields a dict of facts, completed on leaving: adapter type,
     adapted layers, trainable parameters, per-layer settings summary (e.g. SSVD's k split),
-    and for BLoRA the sparsity of the merged update."""
+    and for BLoRA the sparsity of the merged update.
+
+    With ``save_to``, the trained adapters are saved there before the merge:
+    ``adapters.safetensors`` (clasr's format) and, for LoRA and DoRA, ``peft/`` (loadable
+    with ``PeftModel.from_pretrained``)."""
     trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     adapters = inject_adapters(model, config)
     for adapter in adapters.values():
@@ -41,6 +55,10 @@ def task_adapters(model: nn.Module, config: AdapterSettings, n_train: int) -> It
         facts["settings"] = [{**dict(key), "layers": n} for key, n in settings.items()]
         if any(isinstance(a, BLoRALinear) for a in adapters.values()):
             facts["update_sparsity_below_1e-3"] = update_sparsity(model)
+        if save_to is not None:
+            save_adapters(model, save_to / "adapters.safetensors", config)
+            if config.type in ("lora", "dora"):
+                save_peft_lora(model, save_to / "peft")
     finally:
         remove_adapters(model, merge=True)
         for name, parameter in model.named_parameters():

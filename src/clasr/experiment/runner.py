@@ -95,6 +95,7 @@ def run_task(
     config: ExperimentConfig,
     accelerator: Accelerator,
     index: int,
+    out: Path,
 ) -> dict:
     """Train on task ``index`` (1-based) and apply the strategy; returns the row's training facts."""
     task = config.tasks[index - 1]
@@ -111,7 +112,11 @@ def run_task(
     strategy.before_task(bundle.model, context)
     before = time.perf_counter() - start
     utterances = strategy.training_utterances(context)
-    adapting = task_adapters(bundle.model, config.adapter, len(utterances)) if config.adapter else nullcontext({})
+    adapting = (
+        task_adapters(bundle.model, config.adapter, len(utterances), out / "adapters" / f"task{index}_{task.name}")
+        if config.adapter
+        else nullcontext({})
+    )
     with adapting as adapter_facts:
         stats = train_task(
             bundle.model,
@@ -206,7 +211,7 @@ def run_experiment(config: ExperimentConfig) -> dict:
         row: dict = {"label": "foundation"}
         if index > 0:
             row = {"label": f"after {config.tasks[index - 1].name}"}
-            row.update(run_task(bundle, strategy, sets, config, accelerator, index))
+            row.update(run_task(bundle, strategy, sets, config, accelerator, index, out))
         if main:
             row["cells"] = evaluate_row(bundle, sets, config, out, index)
             row["seconds"] = time.perf_counter() - start
