@@ -8,12 +8,12 @@ STAMP := $(VENV)/.clasr-installed
 # because backpack-for-pytorch asks for torchvision, which would replace the pinned CPU torch;
 # the parts the tests use need only these packages.
 ORACLES := curvlinops-for-pytorch==3.0.1 backpack-for-pytorch==1.7.1 linear_operator==0.6.1 \
-	einops==0.8.2 opt-einsum==3.4.0 einconv==0.1.0 unfoldNd==0.2.3 tqdm
+	einops==0.8.2 opt-einsum==3.4.0 einconv==0.1.0 unfoldNd==0.2.3 tqdm scipy
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
