@@ -34,6 +34,41 @@ def write_dataset(folder: Path, n_train: int = 8, n_test: int = 4, seed: int = 0
     return folder
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is fastest and avoids oversubscribing cores shared with other
+    jobs (small ops ran 100× slower with two threads next to a benchmark)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def toy_task(folder: Path, seed: int, n_train: int = 8):
+    """A tiny random Whisper with a toy training set and its collator: (bundle, utterances, collator)."""
+    from clasr.data.batching import SpeechCollator
+    from clasr.data.manifest import Selection, read_dataset
+    from clasr.models.whisper import tiny_random_whisper
+
+    write_dataset(folder, n_train=n_train, n_test=1)
+    bundle = tiny_random_whisper(seed=seed)
+    utts, _ = read_dataset(folder, Selection(split="train"))
+    return bundle, utts, SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
+
+
+def nudge(model, seed: int) -> None:
+    """Stands in for fine-tuning: every trainable parameter takes a small seeded random step."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(1e-2 * torch.randn(p.shape, generator=g))
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle():
     from clasr.models.whisper import tiny_random_whisper

@@ -38,13 +38,7 @@ CONFIGS = {
 parse = TypeAdapter(AdapterConfig).validate_python
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small matrices: one thread is fastest, and spares the cores other jobs share."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(name: str, seed: int = 0, bias: bool = True):

@@ -32,13 +32,7 @@ from clasr.adapters import (
 parse = TypeAdapter(AdapterConfig).validate_python
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small matrices: one thread is fastest, and spares the cores other jobs share."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # The tiny Whisper has 2 encoder layers (self-attention, fc1, fc2) and 2 decoder layers
 # (self- and cross-attention, fc1, fc2); attention blocks have q, k, v and out projections.

@@ -15,13 +15,7 @@ import peft  # noqa: E402  test oracle, a dev dependency
 IN, OUT, R, ALPHA = 20, 12, 4, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small matrices: one thread is fastest, and spares the cores other jobs share."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Net(nn.Module):

@@ -26,13 +26,7 @@ from peft.tuners.lora import LoraLayer  # noqa: E402
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A tiny model: one thread is fastest, and spares the cores other jobs share."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> None:

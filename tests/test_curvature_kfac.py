@@ -33,13 +33,7 @@ from clasr.train import token_cross_entropy
 FRAMES = 40  # 0.4 s window → 20 encoder positions
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors on shared cores: one thread avoids oversubscription (100× slower otherwise)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from clasr.adapters.inject import inject_adapters, remove_adapters
 from clasr.adapters.lora import LoRAConfig
-from clasr.data.batching import IGNORE_INDEX, SpeechCollator
-from clasr.data.manifest import Selection, Utterance, read_dataset
+from clasr.data.batching import IGNORE_INDEX
+from clasr.data.manifest import Utterance
 from clasr.models.whisper import tiny_random_whisper
 from clasr.strategies.base import TaskContext
 from clasr.strategies.ewc import ElasticWeightConsolidation, EWCConfig, accumulate, diagonal_fisher, ewc_penalty
@@ -17,14 +17,10 @@ from clasr.strategies.frozen import FrozenPart, FrozenPartConfig
 from clasr.strategies.joint import JointConfig, JointTraining
 from clasr.strategies.lwf import LearningWithoutForgetting, LwFConfig, distillation_loss
 from clasr.strategies.replay import ExperienceReplay, ExperienceReplayConfig, reservoir_sample
+from conftest import nudge, toy_task
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Toy(torch.nn.Module):
@@ -198,22 +194,7 @@ def test_frozen_part_trains_only_the_chosen_part(part):
 
 @pytest.fixture(scope="module")
 def whisper_task(tmp_path_factory):
-    from conftest import write_dataset
-
-    folder = write_dataset(tmp_path_factory.mktemp("baselines") / "d", n_train=4, n_test=1)
-    bundle = tiny_random_whisper(seed=1)
-    utts, _ = read_dataset(folder, Selection(split="train"))
-    collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
-    return bundle, utts, collator
-
-
-def _nudge(model, seed):
-    """Stands in for fine-tuning: every trainable parameter takes a small seeded random step."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(1e-2 * torch.randn(p.shape, generator=g))
+    return toy_task(tmp_path_factory.mktemp("baselines") / "d", seed=1, n_train=4)
 
 
 def _train_step_loss(strategy, model, task):
@@ -237,7 +218,7 @@ def test_ewc_hooks_on_whisper(whisper_task):
     tasks = [TaskContext(k, f"t{k}", utts, collator, seed=k) for k in (1, 2)]
     strategy.before_task(model, tasks[0])
     assert _train_step_loss(strategy, model, tasks[0]) is None
-    _nudge(model, 1)
+    nudge(model, 1)
     facts = strategy.after_task(model, tasks[0])
     first = {n: f.clone() for n, f in strategy.fisher.items()}
     assert facts["fisher_utterances"] == 2 and facts["fisher_mean"] > 0
@@ -246,7 +227,7 @@ def test_ewc_hooks_on_whisper(whisper_task):
     assert all(p.grad is None for p in model.parameters())
     strategy.before_task(model, tasks[1])
     assert float(_train_step_loss(strategy, model, tasks[1]).detach()) == 0.0  # θ = θ*
-    _nudge(model, 2)
+    nudge(model, 2)
     _assert_finite_with_grad(_train_step_loss(strategy, model, tasks[1]), model)
     resumed = ElasticWeightConsolidation(EWCConfig(fisher_utterances=2, gamma=0.5))
     resumed.load_state_dict(strategy.state_dict())
@@ -301,7 +282,7 @@ def test_lwf_hooks_on_whisper(whisper_task, from_first_task):
         task = TaskContext(2, "t2", utts, collator, seed=2, earlier_tasks=[("t1", utts)])
         strategy.before_task(model, task)
     assert float(_train_step_loss(strategy, model, task).detach()) == pytest.approx(0.0, abs=1e-6)  # student = teacher
-    _nudge(model, 3)
+    nudge(model, 3)
     _assert_finite_with_grad(_train_step_loss(strategy, model, task), model)
     assert all(p.grad is None for p in strategy.teacher.parameters())
     assert strategy.after_task(model, task) == {"distilled": True} and strategy.teacher is None

@@ -5,19 +5,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clasr.curvature.damping import EigenInverse
-from clasr.data.batching import SpeechCollator
-from clasr.data.manifest import Selection, read_dataset
 from clasr.models.whisper import tiny_random_whisper
 from clasr.strategies.base import TaskContext
 from clasr.strategies.ihr import IHRConfig, InverseHessianRegularization, conjugate_gradient, rescale
+from conftest import nudge, toy_task
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spd(n, rng, rank=None):
@@ -77,22 +71,7 @@ def test_singular_factors_never_give_non_finite_updates(rank_a, rank_g, scale, d
 
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory):
-    from conftest import write_dataset
-
-    folder = write_dataset(tmp_path_factory.mktemp("ihr") / "d")
-    bundle = tiny_random_whisper(seed=3)
-    utts, _ = read_dataset(folder, Selection(split="train"))
-    collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
-    return bundle, utts, collator
-
-
-def _fake_training(model, seed):
-    """θ̃: every trainable parameter moved by a seeded random step (stands in for fine-tuning)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(1e-2 * torch.randn(p.shape, generator=g))
+    return toy_task(tmp_path_factory.mktemp("ihr") / "d", seed=3)
 
 
 def _run_task(strategy, model, setting, index):
@@ -100,7 +79,7 @@ def _run_task(strategy, model, setting, index):
     task = TaskContext(index, f"t{index}", utts, collator, seed=index)
     strategy.before_task(model, task)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    _fake_training(model, index)
+    nudge(model, index)
     tuned = {n: p.detach().clone() for n, p in model.named_parameters()}
     facts = strategy.after_task(model, task)
     return before, tuned, facts
