@@ -53,6 +53,13 @@ CT2_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 ENGLISH_ONLY_VOCAB_SIZE = 51864
 END_OF_TEXT = 50256
 START_OF_TRANSCRIPT = 50257
+# The decoder's special ids, the same in the model config and the generation config.
+SPECIAL_TOKEN_IDS = dict(
+    decoder_start_token_id=START_OF_TRANSCRIPT,
+    bos_token_id=START_OF_TRANSCRIPT,
+    eos_token_id=END_OF_TEXT,
+    pad_token_id=END_OF_TEXT,
+)
 START_OF_PREV = 50360
 NO_TIMESTAMPS = 50362
 TIMESTAMP_COUNT = 1501  # <|0.00|> ... <|30.00|> in steps of 0.02 s
@@ -120,10 +127,7 @@ def whisper_config(ct2: CT2Model) -> WhisperConfig:
         activation_function="gelu",
         scale_embedding=False,
         tie_word_embeddings=True,
-        decoder_start_token_id=START_OF_TRANSCRIPT,
-        bos_token_id=START_OF_TRANSCRIPT,
-        eos_token_id=END_OF_TEXT,
-        pad_token_id=END_OF_TEXT,
+        **SPECIAL_TOKEN_IDS,
     )
 
 
@@ -270,10 +274,7 @@ def whisper_generation_config(ct2_config_path: Path) -> GenerationConfig:
     except (ValueError, KeyError, TypeError) as error:
         raise ModelError(f"{ct2_config_path}: unusable CTranslate2 config ({type(error).__name__}: {error})") from None
     return GenerationConfig(
-        decoder_start_token_id=START_OF_TRANSCRIPT,
-        bos_token_id=START_OF_TRANSCRIPT,
-        eos_token_id=END_OF_TEXT,
-        pad_token_id=END_OF_TEXT,
+        **SPECIAL_TOKEN_IDS,
         no_timestamps_token_id=NO_TIMESTAMPS,
         prev_sot_token_id=START_OF_PREV,
         is_multilingual=False,
