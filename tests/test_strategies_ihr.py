@@ -41,9 +41,8 @@ def test_exact_mode_solves_the_sum_of_kronecker_products():
     factors = [(_spd(5, rng), _spd(4, rng)) for _ in range(3)]
     dW = torch.tensor(rng.standard_normal((4, 5)))
     damping = 1e-3
-    inverses = [EigenInverse(A, G) for A, G in factors]
     summed = EigenInverse(sum(A for A, _ in factors), sum(G for _, G in factors))
-    X, residual = conjugate_gradient(inverses, factors, dW, damping, summed, 1e-10, 200)
+    X, residual = conjugate_gradient(factors, dW, damping, summed, 1e-10, 200)
     assert residual <= 1e-6
     operator = sum(np.kron(A_d, G_d) for A_d, G_d in (_damped(A, G, damping) for A, G in factors))
     expected = np.linalg.solve(operator, _vec(dW).numpy()).reshape(5, 4).T
@@ -61,10 +60,9 @@ def test_singular_factors_never_give_non_finite_updates(rank_a, rank_g, scale, d
     rng = np.random.default_rng(rank_a * 7 + rank_g)
     make = lambda n, r: scale * (_spd(n, rng, r) if r else torch.zeros(n, n, dtype=torch.float64))  # noqa: E731
     factors = [(make(3, rank_a), make(4, rank_g)), (make(3, rank_a), make(4, rank_g))]
-    inverses = [EigenInverse(A, G) for A, G in factors]
     summed = EigenInverse(sum(A for A, _ in factors), sum(G for _, G in factors))
     dW = torch.tensor(rng.standard_normal((4, 3)))
-    X, residual = conjugate_gradient(inverses, factors, dW, damping, summed, 1e-8, 50)
+    X, residual = conjugate_gradient(factors, dW, damping, summed, 1e-8, 50)
     assert torch.isfinite(X).all() and np.isfinite(residual)
     assert torch.isfinite(rescale(X, dW, 1.0)).all()
 

@@ -191,21 +191,24 @@ def run_experiment(config: ExperimentConfig) -> dict:
     state = load_state(out)
     check_output_dir(config, state)
     sets = load_sets(config)
-    check_same_data(state, sets.fingerprints())
+    fingerprints, skipped = sets.fingerprints(), sets.bad_row_counts()
+    check_same_data(state, fingerprints)
     bundle = load_whisper(config.model.name, config.model.window_seconds)
     strategy = build_strategy(config.strategy)
     accelerator = Accelerator()
     main = accelerator.is_main_process
+    state.config, state.data = config.to_plain(), fingerprints
     if main:  # evaluation and every write happen once, on the main process
-        write_text(out / "config.yaml", yaml.safe_dump(config.to_plain(), sort_keys=False))
-        write_json(out / "data_report.json", {"bad_row_counts": sets.bad_row_counts(), "sets": sets.reports})
-    if sets.bad_row_counts():
-        console.print(f"[yellow]skipped rows by reason:[/] {sets.bad_row_counts()} (see {out / 'data_report.json'})")
+        write_text(out / "config.yaml", yaml.safe_dump(state.config, sort_keys=False))
+        write_json(out / "data_report.json", {"bad_row_counts": skipped, "sets": sets.reports})
+    if skipped:
+        console.print(f"[yellow]skipped rows by reason:[/] {skipped} (see {out / 'data_report.json'})")
     if state.rows_done:
-        strategy.load_state_dict(restore(out, bundle.model))
+        state_tensors = restore(out, bundle.model)
+        strategy.load_state_dict({k: v.to(accelerator.device) for k, v in state_tensors.items()})
         console.print(f"resuming {out}: rows 0..{state.rows_done - 1} already done")
-    state.config, state.data = config.to_plain(), sets.fingerprints()
     bundle.model.to(accelerator.device)
+    metrics = _write_results(out, state, config) if main else {}
     for index in range(state.rows_done, len(config.tasks) + 1):
         start = time.perf_counter()
         row: dict = {"label": "foundation"}
@@ -217,12 +220,10 @@ def run_experiment(config: ExperimentConfig) -> dict:
             row["seconds"] = time.perf_counter() - start
             state.rows.append(row)
             commit(out, state, bundle.model if index > 0 else None, strategy.state_dict())
-            _write_results(out, state, config)
+            metrics = _write_results(out, state, config)
         accelerator.wait_for_everyone()
-    if not main:
-        return {}
-    metrics = _write_results(out, state, config)
-    write_json(out / "timings.json", _timings(state))
-    if not (out / "model").exists():
-        export_model(bundle, out / "model")
+    if main:
+        write_json(out / "timings.json", _timings(state))
+        if not (out / "model").exists():
+            export_model(bundle, out / "model")
     return metrics

@@ -142,11 +142,6 @@ class ElasticWeightConsolidation(Strategy):
         self.fisher: dict[str, torch.Tensor] = {}  # F̃ after the last finished task
         self.anchor: dict[str, torch.Tensor] = {}  # θ* = θ of the last finished task
 
-    def before_task(self, model: torch.nn.Module, task: TaskContext) -> None:
-        device = next(model.parameters()).device  # state loaded on resume lies on the CPU
-        self.fisher = {name: f.to(device) for name, f in self.fisher.items()}
-        self.anchor = {name: a.to(device) for name, a in self.anchor.items()}
-
     def extra_loss(self, model: torch.nn.Module, batch: SpeechBatch, logits: torch.Tensor) -> torch.Tensor | None:
         if not self.fisher:
             return None

@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from clasr.curvature.damping import EigenInverse
+from clasr.curvature.damping import EigenInverse, mean_eigenvalue, pi_damping
 from clasr.curvature.kfac import KFACFactors, collect_kfac, whisper_linear_layers
 from clasr.data.batching import make_loader
 from clasr.strategies.base import Strategy, TaskContext, trainable_snapshot
@@ -54,20 +54,21 @@ class IHRConfig(BaseModel):
 
 
 def conjugate_gradient(
-    inverses: list[EigenInverse], factors: list[tuple[torch.Tensor, torch.Tensor]], dW: torch.Tensor,
-    damping: float, preconditioner: EigenInverse, tolerance: float, max_iterations: int,
+    factors: list[tuple[torch.Tensor, torch.Tensor]], dW: torch.Tensor, damping: float,
+    preconditioner: EigenInverse, tolerance: float, max_iterations: int,
 ) -> tuple[torch.Tensor, float]:
     """X with Σ_k (G_k + λ_G,k I) X (A_k + λ_A,k I) = dW by preconditioned CG (float64).
 
-    The operator is symmetric positive definite (a sum of Kronecker products of SPD
-    matrices) in the Frobenius inner product; the summed-factor inverse preconditions it.
-    Returns X and the relative residual ‖L(X) − dW‖_F / ‖dW‖_F.
+    Each task's damping is π-split relative to its own factors' mean eigenvalues. The
+    operator is symmetric positive definite (a sum of Kronecker products of SPD matrices)
+    in the Frobenius inner product; the summed-factor inverse preconditions it. Returns X
+    and the relative residual ‖L(X) − dW‖_F / ‖dW‖_F.
     """
     damped = []
-    for inverse, (A, G) in zip(inverses, factors):
-        lam_a, lam_g = inverse.damping(damping)
-        eye_a = torch.eye(A.shape[0], dtype=torch.float64)
-        eye_g = torch.eye(G.shape[0], dtype=torch.float64)
+    for A, G in factors:
+        lam_a, lam_g = pi_damping(mean_eigenvalue(A), mean_eigenvalue(G), damping)
+        eye_a = torch.eye(A.shape[0], dtype=torch.float64, device=A.device)
+        eye_g = torch.eye(G.shape[0], dtype=torch.float64, device=G.device)
         damped.append((A.double() + lam_a * eye_a, G.double() + lam_g * eye_g))
 
     def operator(X: torch.Tensor) -> torch.Tensor:
@@ -151,15 +152,13 @@ class InverseHessianRegularization(Strategy):
         """The rescaled corrected update X of one layer, and the CG residual (0 for closed forms)."""
         dW = delta.double()
         factors = [(f.A[layer], f.G[layer]) for f in self.past]
-        inverses = [EigenInverse(A, G) for A, G in factors]
         if self.config.past == "exact" and len(factors) > 1:
             summed = EigenInverse(sum(A for A, _ in factors), sum(G for _, G in factors))
             X, residual = conjugate_gradient(
-                inverses, factors, dW, self.config.damping, summed,
-                self.config.cg_tolerance, self.config.cg_max_iterations,
+                factors, dW, self.config.damping, summed, self.config.cg_tolerance, self.config.cg_max_iterations
             )
         else:
-            X, residual = inverses[0].solve(dW, self.config.damping), 0.0
+            X, residual = EigenInverse(*factors[0]).solve(dW, self.config.damping), 0.0
         return rescale(X, dW, self.config.alpha), residual
 
     def _collect(self, model: torch.nn.Module, task: TaskContext) -> KFACFactors:
