@@ -218,3 +218,18 @@ def test_every_strategy_runs_end_to_end(tmp_path, tiny_checkpoint, strategy):
     assert run_experiment(config)["complete"]
     rows = json.loads((tmp_path / "out" / "progress" / "state.json").read_text())["rows"]
     assert len(rows) == 3 and all("strategy" in row for row in rows[1:])
+
+
+def test_a_bad_row_read_by_two_selections_is_counted_once(tmp_path):
+    from clasr.experiment.sets import load_sets
+
+    data = write_dataset(tmp_path / "d")
+    manifest = data / "metadata.jsonl"
+    manifest.write_text(manifest.read_text() + '{"file_name": "audio/missing.wav", "text": "x", "split": "test"}\n')
+    config = parse_config(
+        {
+            "tasks": [{"name": "a", "data": str(data), "train": {"split": "train"}, "test": {"split": "test"}}],
+            "general": [{"name": "g", "data": str(data), "test": {"split": "test"}}],
+        }
+    )
+    assert load_sets(config).bad_row_counts() == {"missing_file": 1}

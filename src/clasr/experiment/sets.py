@@ -38,11 +38,12 @@ class ExperimentSets:
         }
 
     def bad_row_counts(self) -> dict[str, int]:
-        """Skipped rows per reason, over every set."""
+        """Skipped rows per reason, each manifest row counted once even when several
+        selections read the same manifest."""
+        unique = {(b["source"], b["row"]): b["reason"] for r in self.reports.values() for b in r["bad_rows"]}
         totals: dict[str, int] = {}
-        for report in self.reports.values():
-            for reason, count in report["bad_counts"].items():
-                totals[reason] = totals.get(reason, 0) + count
+        for reason in unique.values():
+            totals[reason] = totals.get(reason, 0) + 1
         return totals
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}"
+from clasr.report.results import percent
 
 
 def _with_ci(value: float | None, ci: list[float] | None) -> str:
     if ci is None or value is None:
-        return _percent(value)
-    return f"{_percent(value)} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})"
+        return percent(value)
+    return f"{percent(value)} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})"
 
 
 def matrix_markdown(matrix: dict, rate: str = "wer") -> str:
@@ -32,10 +30,10 @@ def metrics_markdown(metrics: dict) -> str:
     if not metrics.get("complete") or "error" in metrics:
         return "(metrics not available: run incomplete or not computable)"
     general = "; ".join(
-        f"{name} {_percent(c['initial'])} → {_percent(c['final'])} ({100 * c['change']:+.2f})"
+        f"{name} {percent(c['initial'])} → {percent(c['final'])} ({100 * c['change']:+.2f})"
         for name, c in (metrics.get("general") or {}).items()
     )
-    cells = [_percent(metrics[k]) for k in ("average_wer", "backward_transfer", "forgetting", "learning")]
+    cells = [percent(metrics[k]) for k in ("average_wer", "backward_transfer", "forgetting", "learning")]
     return "\n".join(
         [
             "| Average WER | BWT | forgetting | learning | general |",

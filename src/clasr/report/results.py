@@ -25,6 +25,11 @@ from clasr.metrics.continual import METRIC_DEFINITIONS, continual_metrics
 RATES = ("wer", "cer", "cer_nospace")
 
 
+def percent(value: float | None) -> str:
+    """A rate (fraction) as percent with two decimals; "—" for a missing cell."""
+    return "—" if value is None else f"{100 * value:.2f}"
+
+
 def _column(rows: list[dict], key: str, rate: str) -> list[float | None]:
     return [row["cells"].get(key, {}).get(rate) for row in rows]
 

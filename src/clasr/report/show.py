@@ -6,10 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clasr.metrics.continual import METRIC_DEFINITIONS
-
-
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}"
+from clasr.report.results import percent
 
 
 def matrix_table(matrix: dict, rate: str = "wer") -> Table:
@@ -22,7 +19,7 @@ def matrix_table(matrix: dict, rate: str = "wer") -> Table:
         table.add_column(escape(f"general:{name}"), justify="right", style="cyan")
     for i, label in enumerate(matrix["row_labels"]):
         general = [matrix[f"general_{rate}"][g][i] for g in matrix["general"]]
-        table.add_row(escape(label), *(_percent(v) for v in [*matrix[rate][i], *general]))
+        table.add_row(escape(label), *(percent(v) for v in [*matrix[rate][i], *general]))
     return table
 
 
@@ -39,8 +36,8 @@ def metrics_table(metrics: dict) -> Table:
         table.add_row("(not computable)", "—", escape(metrics["error"]))
         return table
     for key in ("average_wer", "backward_transfer", "forgetting", "learning"):
-        table.add_row(key, _percent(metrics[key]), escape(METRIC_DEFINITIONS[key]))
+        table.add_row(key, percent(metrics[key]), escape(METRIC_DEFINITIONS[key]))
     for name, change in (metrics.get("general") or {}).items():
-        values = f"{_percent(change['initial'])} → {_percent(change['final'])} ({100 * change['change']:+.2f})"
+        values = f"{percent(change['initial'])} → {percent(change['final'])} ({100 * change['change']:+.2f})"
         table.add_row(escape(f"general:{name}"), values, escape(METRIC_DEFINITIONS["general"]))
     return table

@@ -66,3 +66,12 @@ class Strategy:
 def trainable_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of every trainable parameter."""
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def interpolate_(model: torch.nn.Module, previous: dict[str, torch.Tensor], alpha: float) -> None:
+    """In place: θ ← θ_prev + α (θ − θ_prev) for every parameter named in ``previous``
+    (α = 0 loads ``previous``, α = 1 leaves the model as it is)."""
+    for name, param in model.named_parameters():
+        if name in previous:
+            param.copy_(previous[name] + alpha * (param - previous[name]))

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from clasr.strategies.base import Strategy, TaskContext, trainable_snapshot
+from clasr.strategies.base import Strategy, TaskContext, interpolate_, trainable_snapshot
 
 
 class CentralizeConfig(BaseModel):
@@ -47,7 +47,7 @@ class Centralization(Strategy):
     def before_task(self, model: torch.nn.Module, task: TaskContext) -> None:
         if not self.base:
             self.base = trainable_snapshot(model)
-        _load(model, self.base)
+        interpolate_(model, self.base, 0.0)
 
     @torch.no_grad()
     def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
@@ -60,7 +60,7 @@ class Centralization(Strategy):
             self.base[name] = self.base[name] + sum(u[name] for u in self.pending if name in u) / len(self.pending)
         averaged = len(self.pending)
         self.pending = []
-        _load(model, self.base)
+        interpolate_(model, self.base, 0.0)
         return {"deployed": "centralized base", "updates_averaged": averaged}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -79,8 +79,3 @@ class Centralization(Strategy):
                 pending.setdefault(int(k), {})[name] = value
         self.pending = [pending.get(k, {}) for k in range(int(state["pending_count"]))]
 
-
-def _load(model: torch.nn.Module, values: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    for name, value in values.items():
-        params[name].copy_(value)

@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from clasr.strategies.base import Strategy, TaskContext, trainable_snapshot
+from clasr.strategies.base import Strategy, TaskContext, interpolate_, trainable_snapshot
 
 
 class FineTuneAverageConfig(BaseModel):
@@ -35,14 +35,6 @@ def averaging_weight(config: FineTuneAverageConfig, task_index: int) -> float:
     if config.alpha is not None:
         return config.alpha
     return 1.0 / (task_index + 1 if config.count_foundation else task_index)
-
-
-@torch.no_grad()
-def interpolate_(model: torch.nn.Module, previous: dict[str, torch.Tensor], alpha: float) -> None:
-    """In place: θ ← θ_prev + α (θ − θ_prev) for every parameter named in ``previous``."""
-    for name, param in model.named_parameters():
-        if name in previous:
-            param.copy_(previous[name] + alpha * (param - previous[name]))
 
 
 class FineTuneAverage(Strategy):
