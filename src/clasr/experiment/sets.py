@@ -1,4 +1,4 @@
-"""The evaluation and training sets of an experiment, read once with every bad row reported."""
+"""The evaluation and training sets of an experiment, every bad row reported (one read per selection)."""
 
 from __future__ import annotations
 
