@@ -186,7 +186,7 @@ def _requiring_grad(params: list[nn.Parameter]) -> Iterator[None]:
 
 
 @contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode (no dropout) for the collection; every module's own mode restored after."""
     modes = {m: m.training for m in model.modules()}
     model.eval()
@@ -271,16 +271,18 @@ def collect_kfac(
     collector = KFACCollector(layers, {name: whisper_kind(name) for name in layers})
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
-    with _eval_mode(model):
+    with eval_mode(model):
         for batch in islice(batches, max_batches):
             batch = batch.to(device)
-            collector.step(whisper_masks(batch), partial(_batch_loss, model, batch, fisher, generator, loss_fn))
+            collector.step(whisper_masks(batch), partial(batch_loss, model, batch, fisher, generator, loss_fn))
     return collector.factors()
 
 
-def _batch_loss(
+def batch_loss(
     model: nn.Module, batch: SpeechBatch, fisher: FisherType, generator: torch.Generator, loss_fn: LossFn
 ) -> torch.Tensor:
+    """``loss_fn`` of the batch's logits against its labels (empirical) or labels sampled from
+    the model at the scored positions (sampled); teacher forcing keeps the decoder inputs."""
     features, inputs = batch.input_features, batch.decoder_input_ids
     logits = model(input_features=features, decoder_input_ids=inputs, use_cache=False).logits
     labels = batch.labels if fisher == "empirical" else sample_labels(logits, batch.labels, generator)

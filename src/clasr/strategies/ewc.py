@@ -43,7 +43,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from clasr.adapters.inject import adapter_modules
-from clasr.curvature.kfac import sample_labels, summed_token_cross_entropy
+from clasr.curvature.kfac import batch_loss, eval_mode, summed_token_cross_entropy
 from clasr.data.batching import IGNORE_INDEX, SpeechBatch, SpeechCollator
 from clasr.data.manifest import Utterance
 from clasr.strategies.base import Strategy, TaskContext
@@ -124,10 +124,8 @@ def whisper_examples(
 
     def example(index: int) -> tuple[torch.Tensor, int]:
         batch = collator([utterances[index]], [index]).to(device)
-        features, inputs = batch.input_features, batch.decoder_input_ids
-        logits = model(input_features=features, decoder_input_ids=inputs, use_cache=False).logits
-        labels = batch.labels if config.fisher == "empirical" else sample_labels(logits, batch.labels, generator)
-        return summed_token_cross_entropy(logits, labels), int((batch.labels != IGNORE_INDEX).sum())
+        loss = batch_loss(model, batch, config.fisher, generator, summed_token_cross_entropy)
+        return loss, int((batch.labels != IGNORE_INDEX).sum())
 
     return (partial(example, i) for i in chosen)
 
@@ -162,13 +160,8 @@ class ElasticWeightConsolidation(Strategy):
         """F_t of the trainable parameters at the current model, in eval mode (no dropout)."""
         params = {name: p for name, p in model.named_parameters() if p.requires_grad}
         examples = whisper_examples(model, task.train_utterances, task.collator, self.config, task.seed)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.enable_grad():
-                return diagonal_fisher(params, examples)
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.enable_grad():
+            return diagonal_fisher(params, examples)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {f"fisher.{n}": f for n, f in self.fisher.items()} | {f"anchor.{n}": a for n, a in self.anchor.items()}
