@@ -64,3 +64,20 @@ def test_show_on_a_damaged_results_file_names_it(tmp_path):
     (tmp_path / "metrics.json").write_text("{}")
     result = cli.invoke(app, ["show", str(tmp_path)])
     assert result.exit_code == 2 and "matrix.json: damaged JSON" in result.output
+
+
+def test_set_overrides_nested_keys_and_composes_with_strategy(tmp_path):
+    from clasr.experiment.config import ConfigError, apply_overrides
+
+    data = {"train": {"epochs": 2}, "strategy": {"name": "ft"}}
+    out = apply_overrides(data, {"strategy": {"name": "ihr"}, "strategy.past": "sum", "train.learning_rate": 1e-3})
+    assert out == {"train": {"epochs": 2, "learning_rate": 1e-3}, "strategy": {"name": "ihr", "past": "sum"}}
+    assert data["train"] == {"epochs": 2}  # the input is not modified
+    with pytest.raises(ConfigError, match="train.epochs is not a section"):
+        apply_overrides(data, {"train.epochs.x": 1})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"tasks": [{"name": "a", "data": "x", "train": {}, "test": {}}]}))
+    result = cli.invoke(app, ["run", str(path), "--set", "train.batch_size=zero"])
+    assert result.exit_code == 2 and "train.batch_size" in result.output
+    result = cli.invoke(app, ["run", str(path), "--set", "novalue"])
+    assert result.exit_code == 2 and "expected KEY.PATH=VALUE" in result.output

@@ -28,6 +28,19 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _parse_set(items: list[str]) -> dict:
+    """``key.path=value`` pairs; values are read as YAML (numbers, booleans, lists, mappings)."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. train.learning_rate=3e-5")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="experiment YAML (see examples/)"),
@@ -35,8 +48,10 @@ def run(
     strategy: Optional[str] = typer.Option(
         None,
         help="strategy name: ft, fta, ihr, centralize, ewc, lwf, er, joint, frozen (replaces the config's strategy "
-        "and its options, "
-        "unless it is the same name)",
+        "and its options, unless it is the same name)",
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="override one config key: --set train.learning_rate=1e-3 --set adapter.type=lora"
     ),
 ) -> None:
     """Run a continual-learning experiment: evaluate the foundation model, then train and evaluate
@@ -47,13 +62,13 @@ def run(
     from clasr.report.results import read_results
     from clasr.report.show import matrix_table, metrics_table
 
-    overrides: dict = {}
+    overrides = _parse_set(set_)
     if output is not None:
         overrides["output_dir"] = str(output)
     try:
         experiment = load_config(config, overrides)
         if strategy is not None and strategy != experiment.strategy.name:
-            experiment = load_config(config, {**overrides, "strategy": {"name": strategy}})
+            experiment = load_config(config, {"strategy": {"name": strategy}, **overrides})  # --set applies on top
         run_experiment(experiment)
     except (ConfigError, DataError, ModelError, AudioError) as error:
         _fail(str(error))

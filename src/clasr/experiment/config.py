@@ -7,6 +7,7 @@ relative to the working directory.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -136,8 +137,25 @@ def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
         raise ConfigError(format_validation_error(source, error)) from None
 
 
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with each dotted key path set (``train.learning_rate`` → data["train"]
+    ["learning_rate"]), creating sections that are missing; ConfigError when a path runs
+    through a value that is not a section."""
+    result = copy.deepcopy(data)
+    for path, value in overrides.items():
+        *sections, key = path.split(".")
+        node = result
+        for depth, section in enumerate(sections):
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {path}: {'.'.join(sections[: depth + 1])} is not a section")
+        node[key] = value
+    return result
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """Read, override (top-level keys) and validate a YAML config; data paths made absolute."""
+    """Read, override (dotted key paths, see :func:`apply_overrides`) and validate a YAML
+    config; data paths made absolute."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
@@ -148,5 +166,5 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if isinstance(data, dict) and overrides:
-        data = {**data, **overrides}
+        data = apply_overrides(data, overrides)
     return parse_config(data, str(path)).resolved(path.parent)
