@@ -66,9 +66,7 @@ def run(
     if output is not None:
         overrides["output_dir"] = str(output)
     try:
-        experiment = load_config(config, overrides)
-        if strategy is not None and strategy != experiment.strategy.name:
-            experiment = load_config(config, {"strategy": {"name": strategy}, **overrides})  # --set applies on top
+        experiment = load_config(config, overrides, strategy)
         run_experiment(experiment)
     except (ConfigError, DataError, ModelError, AudioError) as error:
         _fail(str(error))

@@ -153,9 +153,15 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return result
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """Read, override (dotted key paths, see :func:`apply_overrides`) and validate a YAML
-    config; data paths made absolute."""
+def load_config(
+    path: str | Path, overrides: dict[str, Any] | None = None, strategy: str | None = None
+) -> ExperimentConfig:
+    """Read, override and validate a YAML config; data paths made absolute.
+
+    ``strategy`` replaces the config's strategy section by ``{name: strategy}`` unless the
+    config already names that strategy (then its options are kept); ``overrides`` (dotted
+    key paths, see :func:`apply_overrides`) apply after that, so they can set the new
+    strategy's options."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
@@ -165,6 +171,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
         raise ConfigError(f"{path}: not UTF-8 text ({error})") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    if isinstance(data, dict) and overrides:
-        data = apply_overrides(data, overrides)
+    if isinstance(data, dict):
+        current = data.get("strategy")
+        if strategy is not None and not (isinstance(current, dict) and current.get("name") == strategy):
+            data = {**data, "strategy": {"name": strategy}}
+        data = apply_overrides(data, overrides or {})
     return parse_config(data, str(path)).resolved(path.parent)
