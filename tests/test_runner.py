@@ -233,3 +233,35 @@ def test_a_bad_row_read_by_two_selections_is_counted_once(tmp_path):
         }
     )
     assert load_sets(config).bad_row_counts() == {"missing_file": 1}
+
+
+def test_a_run_can_reuse_the_foundation_row_of_another_strategy(tmp_path, tiny_checkpoint, monkeypatch):
+    path = _config(tmp_path, tiny_checkpoint)
+    _run_row0_only(path, monkeypatch)
+    source = tmp_path / "out"
+    scored_rows = []
+    original = runner.evaluate_row
+    monkeypatch.setattr(runner, "evaluate_row", lambda *a, **k: scored_rows.append(a[-1]) or original(*a, **k))
+    config = load_config(path, {"output_dir": str(tmp_path / "fta"), "train.epochs": 2}, "fta")
+    run_experiment(config, foundation_from=source)
+    assert scored_rows == [1, 2]
+    matrix, _ = read_results(tmp_path / "fta")
+    source_matrix, _ = read_results(source)
+    assert matrix["wer"][0] == source_matrix["wer"][0]
+    assert (tmp_path / "fta" / "hyps" / "row0" / "test_a.jsonl").read_text() == (
+        source / "hyps" / "row0" / "test_a.jsonl"
+    ).read_text()
+
+
+def test_a_foundation_row_scored_differently_is_refused(tmp_path, tiny_checkpoint, monkeypatch):
+    path = _config(tmp_path, tiny_checkpoint)
+    _run_row0_only(path, monkeypatch)
+    other = load_config(path, {"output_dir": str(tmp_path / "other"), "evaluation.normalizer": "basic"})
+    with pytest.raises(ConfigError, match="evaluation.normalizer"):
+        run_experiment(other, foundation_from=tmp_path / "out")
+    data = yaml.safe_load(path.read_text())
+    data["general"][0]["test"]["max_utterances"] = 2
+    path.write_text(yaml.safe_dump(data))
+    fewer = load_config(path, {"output_dir": str(tmp_path / "fewer")})
+    with pytest.raises(ConfigError, match="general"):
+        run_experiment(fewer, foundation_from=tmp_path / "out")

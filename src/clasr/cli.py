@@ -53,6 +53,11 @@ def run(
     set_: list[str] = typer.Option(
         [], "--set", help="override one config key: --set train.learning_rate=1e-3 --set adapter.type=lora"
     ),
+    foundation_from: Optional[Path] = typer.Option(
+        None,
+        help="reuse row 0 (the foundation model's scores) of another results directory run with the same "
+        "model, evaluation and sets, instead of scoring it again",
+    ),
 ) -> None:
     """Run a continual-learning experiment: evaluate the foundation model, then train and evaluate
     task after task. Re-running on the same output directory resumes after the last finished task."""
@@ -67,7 +72,7 @@ def run(
         overrides["output_dir"] = str(output)
     try:
         experiment = load_config(config, overrides, strategy)
-        run_experiment(experiment)
+        run_experiment(experiment, foundation_from)
     except (ConfigError, DataError, ModelError, AudioError) as error:
         _fail(str(error))
     matrix, metrics = read_results(experiment.output_dir)

@@ -67,6 +67,37 @@ def check_same_data(state: RunState, fingerprints: dict[str, dict]) -> None:
         )
 
 
+def _foundation_inputs(plain: dict) -> dict:
+    """The parts of a plain config that row 0 depends on: model, evaluation, data and the
+    evaluated sets (a task's training selection does not matter)."""
+    tasks = [{k: v for k, v in task.items() if k != "train"} for task in plain["tasks"]]
+    return {k: plain[k] for k in ("model", "evaluation", "data", "general")} | {"tasks": tasks}
+
+
+def foundation_row(source: Path, config: ExperimentConfig, fingerprints: dict[str, dict]) -> dict:
+    """Row 0 of the run in ``source``, checked to be the one ``config`` would compute.
+
+    The foundation row does not depend on the strategy, the adapter or the training
+    settings, so runs that differ only there can share it (``clasr run --foundation-from``).
+    Refused when the model, evaluation, data settings or evaluated sets differ.
+    """
+    other = load_state(source)
+    if not other.rows_done:
+        raise ConfigError(f"{source}: no finished foundation row to reuse")
+    diff = _differences(_foundation_inputs(other.config), _foundation_inputs(config.to_plain()))
+    changed = [k for k, v in fingerprints.items() if not k.startswith("train/") and other.data.get(k) != v]
+    if diff or changed:
+        raise ConfigError(
+            f"{source}: its foundation row was scored differently (differs at: {', '.join(diff + changed)})"
+        )
+    return other.rows[0]
+
+
+def _copy_foundation_hypotheses(source: Path, out: Path) -> None:
+    for path in sorted((source / "hyps" / "row0").glob("*.jsonl")):
+        write_text(out / "hyps" / "row0" / path.name, path.read_text(encoding="utf-8"))
+
+
 def evaluate_row(bundle: WhisperBundle, sets: ExperimentSets, config: ExperimentConfig, out: Path, row: int) -> dict:
     """Score every evaluation set with the current model; hypothesis files under ``hyps/row<i>/``."""
     cells = {}
@@ -185,14 +216,21 @@ def _timings(state: RunState) -> dict:
     return {"rows": rows, "total_seconds": sum(r.get("seconds", 0.0) for r in state.rows)}
 
 
-def run_experiment(config: ExperimentConfig) -> dict:
-    """Run (or resume) ``config``; returns the metrics (``complete: true`` once every row is done)."""
+def run_experiment(config: ExperimentConfig, foundation_from: Path | None = None) -> dict:
+    """Run (or resume) ``config``; returns the metrics (``complete: true`` once every row is done).
+
+    ``foundation_from``: a results folder whose row 0 is reused instead of scoring the
+    foundation model again (see :func:`foundation_row`); ignored when resuming.
+    """
     out = Path(config.output_dir)
     state = load_state(out)
     check_output_dir(config, state)
     sets = load_sets(config)
     fingerprints, skipped = sets.fingerprints(), sets.bad_row_counts()
     check_same_data(state, fingerprints)
+    reused = None
+    if foundation_from is not None and not state.rows_done:
+        reused = foundation_row(Path(foundation_from), config, fingerprints)
     bundle = load_whisper(config.model.name, config.model.window_seconds)
     strategy = build_strategy(config.strategy)
     accelerator = Accelerator()
@@ -207,6 +245,12 @@ def run_experiment(config: ExperimentConfig) -> dict:
         state_tensors = restore(out, bundle.model)
         strategy.load_state_dict({k: v.to(accelerator.device) for k, v in state_tensors.items()})
         console.print(f"resuming {out}: rows 0..{state.rows_done - 1} already done")
+    elif reused is not None:
+        state.rows = [reused]
+        if main:
+            _copy_foundation_hypotheses(Path(foundation_from), out)
+            commit(out, state, None, strategy.state_dict())
+        console.print(f"foundation row reused from {foundation_from}")
     bundle.model.to(accelerator.device)
     metrics = _write_results(out, state, config) if main else {}
     for index in range(state.rows_done, len(config.tasks) + 1):
