@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clasr.report.results import percent
+from clasr.report.results import matrix_columns, matrix_rows, percent
 
 
 def _with_ci(value: float | None, ci: list[float] | None) -> str:
@@ -14,13 +14,12 @@ def _with_ci(value: float | None, ci: list[float] | None) -> str:
 def matrix_markdown(matrix: dict, rate: str = "wer") -> str:
     """Rows: foundation then after each task; columns: tasks' test sets, then general sets (in %).
     WER cells carry their 95 % bootstrap interval in parentheses."""
-    header = ["row", *matrix["tasks"], *(f"general:{g}" for g in matrix["general"])]
+    header = ["row", *matrix_columns(matrix)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for i, label in enumerate(matrix["row_labels"]):
-        values = [*matrix[rate][i], *(matrix[f"general_{rate}"][g][i] for g in matrix["general"])]
-        cis: list = [None] * len(values)
-        if rate == "wer" and "wer_ci95" in matrix:
-            cis = [*matrix["wer_ci95"][i], *(matrix["general_wer_ci95"][g][i] for g in matrix["general"])]
+    rows = matrix_rows(matrix, rate)
+    with_ci = rate == "wer" and "wer_ci95" in matrix
+    intervals = matrix_rows(matrix, rate, "wer_ci95") if with_ci else [(l, [None] * len(c)) for l, c in rows]
+    for (label, values), (_, cis) in zip(rows, intervals):
         lines.append("| " + " | ".join([label, *(_with_ci(v, c) for v, c in zip(values, cis))]) + " |")
     return "\n".join(lines)
 

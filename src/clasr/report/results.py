@@ -65,14 +65,28 @@ def build_metrics(matrix: dict, rate: str = "wer") -> dict:
     return {"complete": True, "rate": rate, **metrics, "definitions": METRIC_DEFINITIONS}
 
 
+def matrix_columns(matrix: dict) -> list[str]:
+    """Column names of a matrix table: each task's test set, then ``general:<name>``."""
+    return [*matrix["tasks"], *(f"general:{g}" for g in matrix["general"])]
+
+
+def matrix_rows(matrix: dict, rate: str, key: str | None = None) -> list[tuple[str, list]]:
+    """(row label, cells in :func:`matrix_columns` order) per row; ``key`` picks another
+    per-cell quantity of the same shape (``wer_ci95``), defaulting to ``rate``."""
+    key = key or rate
+    return [
+        (label, [*matrix[key][i], *(matrix[f"general_{key}"][g][i] for g in matrix["general"])])
+        for i, label in enumerate(matrix["row_labels"])
+    ]
+
+
 def matrix_csv(matrix: dict, rate: str) -> str:
     """One line per matrix row: label, each task's rate, each general set's rate."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["row", *matrix["tasks"], *(f"general:{g}" for g in matrix["general"])])
-    for i, label in enumerate(matrix["row_labels"]):
-        general = [matrix[f"general_{rate}"][g][i] for g in matrix["general"]]
-        writer.writerow([label, *matrix[rate][i], *general])
+    writer.writerow(["row", *matrix_columns(matrix)])
+    for label, cells in matrix_rows(matrix, rate):
+        writer.writerow([label, *cells])
     return buffer.getvalue()
 
 

@@ -6,7 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clasr.metrics.continual import METRIC_DEFINITIONS
-from clasr.report.results import percent
+from clasr.report.results import matrix_rows, percent
 
 
 def matrix_table(matrix: dict, rate: str = "wer") -> Table:
@@ -17,9 +17,8 @@ def matrix_table(matrix: dict, rate: str = "wer") -> Table:
         table.add_column(escape(task), justify="right")
     for name in matrix["general"]:
         table.add_column(escape(f"general:{name}"), justify="right", style="cyan")
-    for i, label in enumerate(matrix["row_labels"]):
-        general = [matrix[f"general_{rate}"][g][i] for g in matrix["general"]]
-        table.add_row(escape(label), *(percent(v) for v in [*matrix[rate][i], *general]))
+    for label, cells in matrix_rows(matrix, rate):
+        table.add_row(escape(label), *(percent(v) for v in cells))
     return table
 
 
