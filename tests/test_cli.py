@@ -8,7 +8,9 @@ from conftest import write_dataset
 cli = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["eval"], ["show"]])
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["eval"], ["show"], ["demo"], ["bench"], ["bench", "make"], ["data", "transform"]]
+)
 def test_help_explains_each_command(command):
     result = cli.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -90,3 +92,24 @@ def test_set_overrides_nested_keys_and_composes_with_strategy(tmp_path):
     assert load_config(path, {}, strategy="ft").strategy.name == "ft"
     result = cli.invoke(app, ["run", str(path), "--set", "novalue"])
     assert result.exit_code == 2 and "expected KEY.PATH=VALUE" in result.output
+
+
+def test_bench_make_with_a_bad_spec_names_the_key(tmp_path):
+    spec = {"domains": [{"name": "a", "description": "x", "topic": "weather",
+                         "voices": [{"engine": "espeak", "name": "en-us"}],
+                         "transforms": [{"type": "noise", "color": "red", "snr_db": 5}]}]}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = cli.invoke(app, ["bench", "make", "--spec", str(path), "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 2 and "transforms.0.color" in result.output and "Traceback" not in result.output
+
+
+def test_data_transform_writes_a_new_set_and_names_bad_steps(tmp_path):
+    source = write_dataset(tmp_path / "clean", n_train=2, n_test=1)
+    chain = "[{type: telephone}, {type: noise, color: pink, snr_db: 10}]"
+    result = cli.invoke(app, ["data", "transform", str(source), str(tmp_path / "phone"), "--chain", chain])
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "phone" / "metadata.jsonl").read_text().splitlines()
+    assert len(rows) == 3 and "telephone" in rows[0]
+    bad = cli.invoke(app, ["data", "transform", str(source), str(tmp_path / "x"), "--chain", "[{type: reverb, rt60: 99}]"])
+    assert bad.exit_code == 2 and "transforms.0.rt60" in bad.output and not (tmp_path / "x").exists()

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from clasr.data.audio import AudioError
 from clasr.data.manifest import DataError, Selection
@@ -135,6 +136,105 @@ def show(
     stdout.print(matrix_table(matrix))
     stdout.print(matrix_table(matrix, "cer"))
     stdout.print(metrics_table(metrics))
+
+
+bench_app = typer.Typer(help="The built-in synthetic multi-domain benchmark.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+data_app = typer.Typer(help="Dataset tools.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _read_yaml(path: Path):
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        _fail(f"{path}: {error}")
+
+
+@bench_app.command("make")
+def bench_make(
+    spec: Optional[Path] = typer.Option(None, help="benchmark spec YAML (default: the built-in benchmark)"),
+    cache: Optional[Path] = typer.Option(None, help="where domains are generated (default: $CLASR_CACHE/bench or ~/.cache/clasr/bench)"),
+) -> None:
+    """Generate the synthetic benchmark (voices × topics × channels) once; reuse what exists."""
+    from pydantic import ValidationError
+
+    from clasr.bench.default import DEFAULT_SPEC
+    from clasr.bench.generate import make_benchmark
+    from clasr.bench.spec import BenchmarkSpec
+    from clasr.bench.voices import VoiceError
+    from clasr.experiment.config import format_validation_error
+
+    try:
+        chosen = DEFAULT_SPEC if spec is None else BenchmarkSpec.model_validate(_read_yaml(spec))
+        summaries = make_benchmark(chosen, cache)
+    except ValidationError as error:
+        _fail(format_validation_error(str(spec), error))
+    except VoiceError as error:
+        _fail(str(error))
+    table = Table(title="benchmark domains")
+    for column in ("domain", "utterances", "audio (min)", "made in (s)", "folder"):
+        table.add_column(column, justify="right" if column in ("utterances", "audio (min)", "made in (s)") else "left")
+    for s in summaries:
+        table.add_row(s.name, str(s.utterances), f"{s.minutes:.1f}", f"{s.seconds_to_make:.1f}", escape(Path(s.folder).name))
+    stdout.print(table)
+    console.print(f"folders under {Path(summaries[0].folder).parent}")
+
+
+@data_app.command("transform")
+def data_transform(
+    source: Path = typer.Argument(..., help="dataset folder with metadata.jsonl"),
+    output: Path = typer.Argument(..., help="new dataset folder (must not exist or be empty)"),
+    chain: str = typer.Option(
+        ..., help="transform steps as a YAML file or inline YAML, e.g. "
+        "'[{type: telephone}, {type: noise, color: pink, snr_db: [5, 15]}]'"
+    ),
+    seed: int = typer.Option(0, help="seed of the per-utterance random draws"),
+    split: Optional[str] = typer.Option(None, help="transform only the rows of this split"),
+) -> None:
+    """Put a dataset through an acoustic channel (telephone, noise, reverb, child voice, speed, tempo)."""
+    import yaml
+
+    from clasr.progress import progress_bar
+    from clasr.transforms import describe, parse_chain, transform_dataset
+
+    try:
+        steps = _read_yaml(Path(chain)) if Path(chain).is_file() else yaml.safe_load(chain)
+        parsed = parse_chain(steps if isinstance(steps, list) else [steps])
+        with progress_bar() as bar:
+            job = bar.add_task(describe(parsed), total=None, info="")
+            summary = transform_dataset(source, output, parsed, seed=seed, split=split,
+                                        progress=lambda done, total: bar.update(job, completed=done, total=total))
+    except (ValueError, AudioError, yaml.YAMLError) as error:
+        _fail(str(error))
+    console.print(f"{summary.rows} utterances → {summary.output_dir} ({summary.transform})")
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("results/demo"), help="results folder: one run per strategy and report/"),
+    strategies: list[str] = typer.Option(
+        None, "--strategy", help="strategies to compare (repeatable; default: ft, fta, ihr — the memory-free ones)"
+    ),
+) -> None:
+    """The built-in benchmark end to end: tiny.en adapted domain after domain with each strategy,
+    one table side by side, and a report (Markdown + plots). Re-running resumes."""
+    from clasr.bench.default import DEFAULT_SPEC, DEMO_STRATEGIES
+    from clasr.bench.demo import run_demo, write_report
+    from clasr.bench.voices import VoiceError
+    from clasr.experiment.config import ConfigError
+    from clasr.models.errors import ModelError
+    from clasr.report.comparison import comparison_table
+
+    try:
+        runs = run_demo(output, tuple(strategies or DEMO_STRATEGIES))
+    except (ConfigError, DataError, ModelError, AudioError, VoiceError) as error:
+        _fail(str(error))
+    report = write_report(runs, DEFAULT_SPEC, output)
+    stdout.print(comparison_table(runs, "WER % per strategy — row: after training through that task"))
+    console.print(f"report: {report / 'README.md'} (plots beside it); runs: {output}/<strategy>/")
 
 
 if __name__ == "__main__":

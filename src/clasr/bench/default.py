@@ -1,0 +1,79 @@
+"""The built-in benchmark and the demo's experiment settings.
+
+``CANDIDATE_DOMAINS`` are the domain settings measured by ``benchmarks/calibrate_bench.py``
+(zero-shot WER of tiny.en on each dev split, what fine-tuning reaches, how much it costs
+the general set); ``DEFAULT_SPEC`` keeps those where adaptation has something to learn and
+fine-tuning visibly forgets (figures in docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from clasr.bench.spec import BenchmarkSpec, DomainSpec
+from clasr.bench.voices import Voice
+
+
+def _espeak(name: str, variants: tuple[str, ...], rate: int = 165) -> tuple[Voice, ...]:
+    return tuple(Voice(engine="espeak", name=f"{name}+{v}", rate=rate) for v in variants)
+
+
+_HEART_US = Voice(engine="hibari", name="heart")
+_HEART_GB = Voice(engine="hibari", name="heart", british=True)
+
+CANDIDATE_DOMAINS: dict[str, DomainSpec] = {
+    d.name: d
+    for d in (
+        DomainSpec(
+            name="scottish", description="Scottish English accent (formant synthesis)", topic="travel",
+            voices=_espeak("en-gb-scotland", ("m1", "f2", "m3", "f4")), train=96, dev=24, test=32,
+        ),
+        DomainSpec(
+            name="caribbean", description="Caribbean English accent (formant synthesis)", topic="shipping",
+            voices=_espeak("en-029", ("m2", "f1", "m4", "f3")), train=96, dev=24, test=32,
+        ),
+        DomainSpec(
+            name="new_york", description="New York City accent (formant synthesis)", topic="finance",
+            voices=_espeak("en-us-nyc", ("m5", "f5", "m6", "f2")), train=96, dev=24, test=32,
+        ),
+        DomainSpec(
+            name="telephone", description="phone call: 8 kHz band-limited μ-law channel with line noise",
+            topic="finance", voices=(_HEART_US, Voice(engine="hibari", name="heart", british=True, speed=1.15)),
+            transforms=({"type": "telephone"}, {"type": "noise", "color": "pink", "snr_db": [15, 25]}),
+            train=96, dev=24, test=32,
+        ),
+        DomainSpec(
+            name="noisy_room", description="far-field speech: reverberant room and background noise",
+            topic="health", voices=(_HEART_GB, Voice(engine="hibari", name="heart", speed=1.2)),
+            transforms=({"type": "reverb", "rt60": [0.6, 1.0]}, {"type": "noise", "color": "brown", "snr_db": [0, 8]}),
+            train=96, dev=24, test=32,
+        ),
+        DomainSpec(
+            name="child", description="child-like voice: pitch and formants raised, faster tempo", topic="gardening",
+            voices=(_HEART_US, _HEART_GB),
+            transforms=({"type": "child", "pitch_factor": 1.45, "tempo_factor": 1.15},),
+            train=96, dev=24, test=32,
+        ),
+    )
+}
+
+GENERAL_DOMAIN = DomainSpec(
+    name="general", description="clean neural US voice on everyday topics (held out)", topic="home",
+    voices=(_HEART_US,), train=0, dev=0, test=48,
+)
+
+CALIBRATION_SPEC = BenchmarkSpec(domains=tuple(CANDIDATE_DOMAINS.values()), general=(GENERAL_DOMAIN,))
+"""Every candidate, for ``benchmarks/calibrate_bench.py``."""
+
+DEFAULT_SPEC = BenchmarkSpec(
+    domains=tuple(CANDIDATE_DOMAINS[name] for name in ("scottish", "telephone", "child")),
+    general=(GENERAL_DOMAIN,),
+)
+
+DEMO_STRATEGIES = ("ft", "fta", "ihr")
+"""The memory-free strategies the demo compares (no stored data, no extra model copies beyond one)."""
+
+DEMO_EXPERIMENT = {
+    "seed": 0,
+    "model": {"name": "tiny.en", "window_seconds": 8},
+    "train": {"learning_rate": 1.0e-5, "epochs": 2, "batch_size": 8, "warmup_ratio": 0.1, "bf16": True},
+    "evaluation": {"batch_size": 16},
+}

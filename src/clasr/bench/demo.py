@@ -1,0 +1,108 @@
+"""``clasr demo``: the built-in benchmark, every memory-free strategy, one table and a report.
+
+Makes (or reuses) the default benchmark, then runs the real tiny.en through its domains in
+order with each strategy — the first strategy scores the foundation model, the others
+reuse that row — and writes ``<output>/report/``: ``README.md`` (the side-by-side table,
+each strategy's WER matrix and metrics), ``heatmap_<strategy>.png`` and
+``trajectories.png``. Each strategy's run is an ordinary results directory
+(``<output>/<strategy>/``, resumable; its ``config.yaml`` reruns it with ``clasr run``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clasr.bench.default import DEMO_EXPERIMENT, DEMO_STRATEGIES, DEFAULT_SPEC
+from clasr.bench.generate import make_benchmark
+from clasr.bench.spec import BenchmarkSpec
+from clasr.experiment.checkpoint import load_state
+from clasr.experiment.config import ExperimentConfig, parse_config
+from clasr.experiment.runner import run_experiment
+from clasr.progress import console
+from clasr.atomic import write_text
+from clasr.report.comparison import RunSummary, comparison_markdown
+from clasr.report.plots import wer_heatmap, wer_trajectories
+from clasr.report.results import read_results
+from clasr.transforms import describe, parse_chain
+
+
+def read_run(strategy: str, folder: Path) -> RunSummary:
+    """A finished strategy run; its seconds are those of the rows after the foundation row
+    (training, the strategy's own work, evaluation), which the runs do not share."""
+    matrix, metrics = read_results(folder)
+    seconds = sum(row.get("seconds", 0.0) for row in load_state(folder).rows[1:])
+    return RunSummary(strategy, matrix, metrics, seconds)
+
+
+def demo_config(
+    spec: BenchmarkSpec, folders: dict[str, Path], strategy: str, output: Path, settings: dict = DEMO_EXPERIMENT
+) -> ExperimentConfig:
+    """The experiment of one strategy over the benchmark's domains (tasks in order) and
+    general sets, with the demo's model, training and evaluation ``settings``."""
+    plain = {
+        **settings,
+        "name": f"demo-{strategy}",
+        "output_dir": str(output / strategy),
+        "strategy": {"name": strategy},
+        "tasks": [
+            {"name": d.name, "data": str(folders[d.name]), "train": {"split": "train"}, "test": {"split": "test"}}
+            for d in spec.domains
+        ],
+        "general": [{"name": g.name, "data": str(folders[g.name]), "test": {"split": "test"}} for g in spec.general],
+    }
+    return parse_config(plain, source="demo")
+
+
+def run_demo(
+    output: Path,
+    strategies: tuple[str, ...] = DEMO_STRATEGIES,
+    spec: BenchmarkSpec = DEFAULT_SPEC,
+    bench_root: Path | None = None,
+    settings: dict = DEMO_EXPERIMENT,
+) -> list[RunSummary]:
+    """Generate or reuse the benchmark, run every strategy (resuming finished ones)."""
+    folders = {domain.name: Path(domain.folder) for domain in make_benchmark(spec, bench_root)}
+    runs: list[RunSummary] = []
+    for strategy in strategies:
+        config = demo_config(spec, folders, strategy, output, settings)
+        console.rule(f"strategy {strategy}")
+        run_experiment(config, foundation_from=output / strategies[0] if runs else None)
+        runs.append(read_run(strategy, Path(config.output_dir)))
+    return runs
+
+
+def write_report(runs: list[RunSummary], spec: BenchmarkSpec, output: Path) -> Path:
+    """``<output>/report/``: README.md with the domains and the side-by-side table, and the plots."""
+    folder = output / "report"
+    for run in runs:
+        wer_heatmap(run.matrix, f"{run.name}: WER % after each task", folder / f"heatmap_{run.name}.png")
+    wer_trajectories({run.name: run.matrix for run in runs}, folder / "trajectories.png")
+    write_text(folder / "README.md", _report_markdown(runs, spec))
+    return folder
+
+
+def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec) -> str:
+    domains = ["| domain | role | topic | voices | channel | train / test |", "|---|---|---|---|---|---|"]
+    for role, items in (("task", spec.domains), ("general", spec.general)):
+        for d in items:
+            voices = ", ".join(v.label() for v in d.voices)
+            channel = describe(parse_chain(list(d.transforms))) if d.transforms else "clean"
+            domains.append(f"| {d.name} | {role} | {d.topic} | {voices} | {channel} | {d.train} / {d.test} |")
+    heatmaps = "\n".join(f"![{r.name}](heatmap_{r.name}.png)" for r in runs)
+    return "\n\n".join([
+        "# clasr demo: tiny.en adapted domain after domain",
+        "Synthetic speech made by `clasr bench make` (eSpeak NG and hibari voices, acoustic channels from "
+        "`clasr.transforms`); tasks are trained in the order below, the general set is never trained on.",
+        "\n".join(domains),
+        "## WER % per strategy (row: after training through that task)",
+        comparison_markdown(runs),
+        "Avg WER: mean over tasks of the final row. BWT: mean change on earlier tasks between right after "
+        "learning them and the end (negative = forgetting). Learning: mean WER drop on each task when it is "
+        "learned. time: seconds of training, the strategy's own work and evaluation after the foundation row.",
+        "## Each set along the sequence",
+        "![trajectories](trajectories.png)",
+        "## WER matrices",
+        heatmaps,
+        "Every run is a results folder beside this report (`clasr show <folder>`); its `config.yaml` reruns it "
+        "with `clasr run`.",
+    ]) + "\n"
