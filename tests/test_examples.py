@@ -10,14 +10,14 @@ from clasr.experiment.config import load_config
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "an4_then_arctic.yaml"])
+@pytest.mark.parametrize("name", ["an4_then_arctic_mini.yaml", "an4_then_arctic.yaml"])
 def test_example_configs_validate(name):
     config = load_config(EXAMPLES / name)
     assert [t.name for t in config.tasks] == ["an4", "arctic"]
 
 
 def test_demo_sets_are_bundled_and_clean():
-    config = load_config(EXAMPLES / "demo.yaml")
+    config = load_config(EXAMPLES / "an4_then_arctic_mini.yaml")
     for task in config.tasks:
         for selection in (task.train, task.test):
             utts, report = read_dataset(task.data, selection)

@@ -162,7 +162,7 @@ def bench_make(
     from pydantic import ValidationError
 
     from clasr.bench.default import DEFAULT_SPEC
-    from clasr.bench.generate import make_benchmark
+    from clasr.bench.generate import GenerationError, make_benchmark
     from clasr.bench.spec import BenchmarkSpec
     from clasr.bench.voices import VoiceError
     from clasr.experiment.config import format_validation_error
@@ -172,7 +172,7 @@ def bench_make(
         summaries = make_benchmark(chosen, cache)
     except ValidationError as error:
         _fail(format_validation_error(str(spec), error))
-    except VoiceError as error:
+    except (VoiceError, GenerationError) as error:
         _fail(str(error))
     table = Table(title="benchmark domains")
     for column in ("domain", "utterances", "audio (min)", "made in (s)", "folder"):
@@ -218,21 +218,26 @@ def demo(
     strategies: list[str] = typer.Option(
         None, "--strategy", help="strategies to compare (repeatable; default: ft, fta, ihr — the memory-free ones)"
     ),
+    real_speech: Optional[Path] = typer.Option(
+        None, help="real speech scored as a general set (a folder with a test split); default: the bundled "
+        "CMU ARCTIC mini set of a clone (examples/data/arctic_kathleen_mini), if present"
+    ),
 ) -> None:
     """The built-in benchmark end to end: tiny.en adapted domain after domain with each strategy,
     one table side by side, and a report (Markdown + plots). Re-running resumes."""
-    from clasr.bench.default import DEFAULT_SPEC, DEMO_STRATEGIES
-    from clasr.bench.demo import run_demo, write_report
+    from clasr.bench.default import DEMO_SPEC, DEMO_STRATEGIES
+    from clasr.bench.demo import bundled_real_speech, run_demo, write_report
+    from clasr.bench.generate import GenerationError
     from clasr.bench.voices import VoiceError
     from clasr.experiment.config import ConfigError
     from clasr.models.errors import ModelError
     from clasr.report.comparison import comparison_table
 
     try:
-        runs = run_demo(output, tuple(strategies or DEMO_STRATEGIES))
-    except (ConfigError, DataError, ModelError, AudioError, VoiceError) as error:
+        runs = run_demo(output, tuple(strategies or DEMO_STRATEGIES), real_general=real_speech or bundled_real_speech())
+    except (ConfigError, DataError, ModelError, AudioError, VoiceError, GenerationError) as error:
         _fail(str(error))
-    report = write_report(runs, DEFAULT_SPEC, output)
+    report = write_report(runs, DEMO_SPEC, output)
     stdout.print(comparison_table(runs, "WER % per strategy — row: after training through that task"))
     console.print(f"report: {report / 'README.md'} (plots beside it); runs: {output}/<strategy>/")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clasr.bench.default import DEMO_EXPERIMENT, DEMO_STRATEGIES, DEFAULT_SPEC
+from clasr.bench.default import DEMO_EXPERIMENT, DEMO_SPEC, DEMO_STRATEGIES
 from clasr.bench.generate import make_benchmark
 from clasr.bench.spec import BenchmarkSpec
 from clasr.experiment.checkpoint import load_state
@@ -26,6 +26,17 @@ from clasr.report.results import read_results
 from clasr.transforms import describe, parse_chain
 
 
+REAL_GENERAL_NAME = "real_speech"
+
+
+def bundled_real_speech() -> Path | None:
+    """The CMU ARCTIC mini set bundled with a clone of the repository (None when installed
+    without it): real read speech, to see whether adapting to synthetic domains costs
+    the model what it could already do."""
+    folder = Path(__file__).resolve().parents[3] / "examples" / "data" / "arctic_kathleen_mini"
+    return folder if (folder / "metadata.jsonl").exists() else None
+
+
 def read_run(strategy: str, folder: Path) -> RunSummary:
     """A finished strategy run; its seconds are those of the rows after the foundation row
     (training, the strategy's own work, evaluation), which the runs do not share."""
@@ -35,36 +46,55 @@ def read_run(strategy: str, folder: Path) -> RunSummary:
 
 
 def demo_config(
-    spec: BenchmarkSpec, folders: dict[str, Path], strategy: str, output: Path, settings: dict = DEMO_EXPERIMENT
+    spec: BenchmarkSpec,
+    folders: dict[str, Path],
+    strategy: str,
+    output: Path,
+    settings: dict = DEMO_EXPERIMENT,
+    real_general: Path | None = None,
+    scored_split: str = "test",
 ) -> ExperimentConfig:
     """The experiment of one strategy over the benchmark's domains (tasks in order) and
-    general sets, with the demo's model, training and evaluation ``settings``."""
+    general sets, with the demo's model, training and evaluation ``settings``.
+
+    ``real_general``, a folder of real speech with train and test splits, is scored as one
+    more general set (``real_speech``). ``scored_split`` is ``test``, or ``dev`` for
+    calibration; the real set has no dev split, so its train split (never trained on)
+    stands in for it."""
     plain = {
         **settings,
         "name": f"demo-{strategy}",
         "output_dir": str(output / strategy),
         "strategy": {"name": strategy},
         "tasks": [
-            {"name": d.name, "data": str(folders[d.name]), "train": {"split": "train"}, "test": {"split": "test"}}
+            {"name": d.name, "data": str(folders[d.name]), "train": {"split": "train"},
+             "test": {"split": scored_split}}
             for d in spec.domains
         ],
-        "general": [{"name": g.name, "data": str(folders[g.name]), "test": {"split": "test"}} for g in spec.general],
+        "general": [
+            {"name": g.name, "data": str(folders[g.name]), "test": {"split": scored_split}} for g in spec.general
+        ],
     }
+    if real_general is not None:
+        real_split = "train" if scored_split == "dev" else scored_split
+        plain["general"].append({"name": REAL_GENERAL_NAME, "data": str(real_general), "test": {"split": real_split}})
     return parse_config(plain, source="demo")
 
 
 def run_demo(
     output: Path,
     strategies: tuple[str, ...] = DEMO_STRATEGIES,
-    spec: BenchmarkSpec = DEFAULT_SPEC,
+    spec: BenchmarkSpec = DEMO_SPEC,
     bench_root: Path | None = None,
     settings: dict = DEMO_EXPERIMENT,
+    real_general: Path | None = None,
+    scored_split: str = "test",
 ) -> list[RunSummary]:
     """Generate or reuse the benchmark, run every strategy (resuming finished ones)."""
     folders = {domain.name: Path(domain.folder) for domain in make_benchmark(spec, bench_root)}
     runs: list[RunSummary] = []
     for strategy in strategies:
-        config = demo_config(spec, folders, strategy, output, settings)
+        config = demo_config(spec, folders, strategy, output, settings, real_general, scored_split)
         console.rule(f"strategy {strategy}")
         run_experiment(config, foundation_from=output / strategies[0] if runs else None)
         runs.append(read_run(strategy, Path(config.output_dir)))

@@ -17,11 +17,12 @@ resumes with the domains still missing, and a domain shared by two specs is made
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
+import subprocess
+import sys
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +40,10 @@ from clasr.transforms import apply_chain, describe, parse_chain
 SAMPLE_RATE = 16000
 PEAK = 0.99
 METADATA = "metadata.jsonl"
+
+
+class GenerationError(RuntimeError):
+    """A domain could not be generated (the message names it and says why)."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +70,14 @@ def make_benchmark(spec: BenchmarkSpec, root: Path | None = None, workers: int =
     missing = [d for d in spec.all_domains() if not (domain_folder(root, d, spec.seed) / METADATA).exists()]
     seconds = _make_in_fresh_processes(root, missing, spec.seed, workers) if missing else {}
     summaries = [_summary(root, d, spec.seed, seconds.get(d.name, 0.0)) for d in spec.all_domains()]
-    made = sum(seconds.values())
+    wall = time.perf_counter() - start
     write_json(root / f"bench-{spec.digest()}.json", {
         "spec": spec.model_dump(mode="json"),
         "domains": [asdict(s) for s in summaries],
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(wall, 1),
     })
     count, minutes = sum(s.utterances for s in summaries), sum(s.minutes for s in summaries)
-    state = f"generated in {made:.0f} s" if made else "reused"
+    state = f"{len(missing)} generated in {wall:.0f} s" if missing else "reused"
     console.print(f"benchmark: {len(summaries)} domains, {count} utterances, {minutes:.1f} min of audio, {state} ({root})")
     return summaries
 
@@ -82,16 +87,24 @@ def domain_folder(root: Path, domain: DomainSpec, seed: int) -> Path:
 
 
 def _make_in_fresh_processes(root: Path, domains: list[DomainSpec], seed: int, workers: int) -> dict[str, float]:
-    """Write each domain in a new process; returns seconds per domain name."""
-    context = multiprocessing.get_context("spawn")
+    """Write each domain in a new Python process, ``workers`` at a time; returns seconds per domain."""
     seconds: dict[str, float] = {}
-    with ProcessPoolExecutor(max(1, workers), mp_context=context, max_tasks_per_child=1) as pool, progress_bar() as bar:
+    with ThreadPoolExecutor(max(1, workers)) as pool, progress_bar() as bar:
         job = bar.add_task("voicing domains", total=len(domains), info="")
-        futures = {pool.submit(write_domain, domain_folder(root, d, seed), d, seed): d.name for d in domains}
+        futures = {pool.submit(_write_domain_in_new_process, domain_folder(root, d, seed), d, seed): d.name for d in domains}
         for future in as_completed(futures):
             seconds[futures[future]] = future.result()
             bar.update(job, advance=1, info=futures[future])
     return seconds
+
+
+def _write_domain_in_new_process(target: Path, domain: DomainSpec, seed: int) -> float:
+    payload = json.dumps({"target": str(target), "seed": seed, "domain": domain.model_dump(mode="json")})
+    done = subprocess.run([sys.executable, "-m", __name__], input=payload, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise GenerationError(f"generating domain {domain.name!r} failed: {last}")
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def _summary(root: Path, domain: DomainSpec, seed: int, seconds: float) -> DomainSummary:
@@ -147,3 +160,8 @@ def _limit_peak(audio: np.ndarray) -> np.ndarray:
 
 def _int_seed(parts: list[int]) -> int:
     return int(np.random.SeedSequence(parts).generate_state(1)[0])
+
+
+if __name__ == "__main__":  # one domain in a fresh process: see _write_domain_in_new_process
+    _job = json.loads(sys.stdin.read())
+    print(write_domain(Path(_job["target"]), DomainSpec.model_validate(_job["domain"]), _job["seed"]))

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from clasr.bench.voices import Voice
 from clasr.transforms import parse_chain
 
-BENCHMARK_FORMAT = 1  # bump when the generator's output changes for the same spec
+BENCHMARK_FORMAT = 2  # bump when the generator's output changes for the same spec
 
 
 class DomainSpec(BaseModel):
