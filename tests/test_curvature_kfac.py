@@ -367,3 +367,14 @@ def test_memory_and_sum_over_tasks():
     assert total.counts == {"a.fc": 23, "b": 14}
     with pytest.raises(ValueError):
         f1 + KFACFactors({"b": f1.A["b"]}, {"b": f1.G["b"]}, {"b": 1})
+
+
+def test_bf16_autocast_factors_stay_close_to_fp32(model):
+    batch = speech_batch([utterance(1, 13, 3), utterance(2, 21, 2)])
+    exact = collect_kfac(model, [batch])
+    approx = collect_kfac(model, [batch], bf16=True)
+    assert approx.counts == exact.counts
+    for name in exact.A:
+        assert relative_error(approx.A[name], exact.A[name]) < 0.05
+        assert relative_error(approx.G[name], exact.G[name]) < 0.1
+        assert approx.A[name].dtype == torch.float32

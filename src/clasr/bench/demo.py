@@ -26,7 +26,7 @@ from clasr.report.results import read_results
 from clasr.transforms import describe, parse_chain
 
 
-REAL_GENERAL_NAME = "real_speech"
+REAL_GENERAL_NAME = "real"
 
 
 def bundled_real_speech() -> Path | None:

@@ -108,7 +108,8 @@ class KFACCollector:
     ``layers`` maps names to the Linear modules to track, ``kinds`` each name to its
     sequence kind. Each :meth:`step` installs the hooks, runs one forward/backward pass and
     removes them; the model's parameters, their ``.grad`` and ``requires_grad`` are left
-    as they were. Sums are kept in float64.
+    as they were. Each batch's products are computed in float32 (twice as fast as float64 on
+a CPU, relative error ~1e-7) and summed across batches in float64.
     """
 
     def __init__(self, layers: dict[str, nn.Linear], kinds: dict[str, str]):
@@ -162,14 +163,14 @@ class KFACCollector:
         if x.shape[:-1] != mask.shape:
             kind = self.kinds[name]
             raise ValueError(f"{name}: input {tuple(x.shape)} does not match its {kind!r} mask {tuple(mask.shape)}")
-        rows = x.detach()[mask].double()
-        self._A[name] += rows.T @ rows
+        rows = x.detach()[mask].float()
+        self._A[name] += (rows.T @ rows).double()
         self._counts[name] += rows.shape[0]
         output.register_hook(partial(self._on_output_grad, name, mask))
 
     def _on_output_grad(self, name: str, mask: torch.Tensor, grad: torch.Tensor) -> None:
-        rows = grad.detach()[mask].double()
-        self._G[name] += rows.T @ rows
+        rows = grad.detach()[mask].float()
+        self._G[name] += (rows.T @ rows).double()
 
 
 @contextmanager
@@ -257,13 +258,15 @@ def collect_kfac(
     max_batches: int | None = None,
     seed: int = 0,
     loss_fn: LossFn = summed_token_cross_entropy,
+    bf16: bool = False,
 ) -> KFACFactors:
     """K-FAC factors of a Whisper model on (at most ``max_batches`` of) ``batches``.
 
     ``layers`` defaults to :func:`whisper_linear_layers`; kinds come from :func:`whisper_kind`
     and masks from :func:`whisper_masks`. ``loss_fn(logits, labels)`` must return the loss
     *summed* over the scored positions. Runs in eval mode on the model's device; the model
-    is left unchanged.
+    is left unchanged. ``bf16`` runs the forward and backward passes under bfloat16
+    autocast (as training does); the products are still formed in float32.
     """
     if fisher not in ("empirical", "sampled"):
         raise ValueError(f"fisher must be 'empirical' or 'sampled', got {fisher!r}")
@@ -271,10 +274,12 @@ def collect_kfac(
     collector = KFACCollector(layers, {name: whisper_kind(name) for name in layers})
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     with eval_mode(model):
         for batch in islice(batches, max_batches):
             batch = batch.to(device)
-            collector.step(whisper_masks(batch), partial(batch_loss, model, batch, fisher, generator, loss_fn))
+            with autocast:
+                collector.step(whisper_masks(batch), partial(batch_loss, model, batch, fisher, generator, loss_fn))
     return collector.factors()
 
 

@@ -2,19 +2,21 @@
 
 The runs share their tasks, general sets and foundation row, which is shown once; each
 strategy then contributes one line per task (the model after training through it), its
-last line carrying Average WER, BWT, learning and the seconds its rows took.
+last line carrying Average WER, BWT, learning and the seconds its rows took. WER in %
+with one decimal, so the table fits an 80-column terminal for three tasks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from clasr.report.results import matrix_columns, matrix_rows, percent
+from clasr.report.results import matrix_rows
 
-METRIC_COLUMNS = ("Avg WER", "BWT", "learning", "time (s)")
+METRIC_COLUMNS = ("Avg WER", "BWT", "learn", "time")
 
 
 @dataclass(frozen=True)
@@ -27,35 +29,45 @@ class RunSummary:
     seconds: float
 
 
+def _wer(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
 def comparison_rows(runs: list[RunSummary]) -> tuple[list[str], list[list[str]]]:
-    """Header and text cells: the foundation row once, then each run's rows after a task."""
-    header = ["strategy", "row", *matrix_columns(runs[0].matrix), *METRIC_COLUMNS]
+    """Header and text cells: the foundation row once, then each run's rows after a task.
+    Columns: strategy, the task just trained ("after"), each task's test set, each general
+    set, then the metrics."""
+    first = runs[0].matrix
+    header = ["strategy", "after", *first["tasks"], *first["general"], *METRIC_COLUMNS]
     blank = [""] * len(METRIC_COLUMNS)
-    label, cells = matrix_rows(runs[0].matrix, "wer")[0]
-    lines = [["—", label, *(percent(v) for v in cells), *blank]]
+    lines = [["—", "(start)", *map(_wer, matrix_rows(first, "wer")[0][1]), *blank]]
     for run in runs:
         rows = matrix_rows(run.matrix, "wer")[1:]
-        for index, (label, cells) in enumerate(rows):
+        for index, (_, cells) in enumerate(rows):
             last = index == len(rows) - 1
-            lines.append([run.name if index == 0 else "", label, *(percent(v) for v in cells),
+            lines.append([run.name if index == 0 else "", run.matrix["tasks"][index], *map(_wer, cells),
                           *(_metric_cells(run) if last else blank)])
     return header, lines
 
 
 def _metric_cells(run: RunSummary) -> list[str]:
     metrics = run.metrics
+    time = f"{run.seconds:.0f}s"
     if not metrics.get("complete") or "error" in metrics:
-        return ["—", "—", "—", f"{run.seconds:.0f}"]
-    return [percent(metrics["average_wer"]), percent(metrics["backward_transfer"]), percent(metrics["learning"]),
-            f"{run.seconds:.0f}"]
+        return ["—", "—", "—", time]
+    return [_wer(metrics["average_wer"]), f"{100 * metrics['backward_transfer']:+.1f}",
+            _wer(metrics["learning"]), time]
 
 
 def comparison_table(runs: list[RunSummary], title: str) -> Table:
+    """The comparison for a terminal; general-set columns in cyan."""
     header, lines = comparison_rows(runs)
-    table = Table(title=title)
+    general = set(runs[0].matrix["general"])
+    table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False,
+                  caption="cyan: held-out general sets; BWT < 0: forgetting")
     for index, name in enumerate(header):
         table.add_column(escape(name), justify="left" if index < 2 else "right",
-                         style="cyan" if name.startswith("general:") else None)
+                         style="cyan" if index >= 2 and name in general else None)
     for line in lines:
         table.add_row(*(escape(cell) for cell in line), end_section=bool(line[-1]) or line[0] == "—")
     return table

@@ -44,7 +44,8 @@ def wer_heatmap(matrix: dict, title: str, target: Path) -> None:
 
 def wer_trajectories(matrices: dict[str, dict], target: Path) -> None:
     """One panel per evaluated set: its WER after each step of the sequence, a line per
-    strategy (``matrices`` maps a strategy name to its matrix; all share sets and rows)."""
+    strategy (``matrices`` maps a strategy name to its matrix; all share sets and rows).
+    Each panel is scaled to the rows after the foundation row (see :func:`_zoom_past_foundation`)."""
     first = next(iter(matrices.values()))
     columns = matrix_columns(first)
     steps = first["row_labels"]
@@ -53,15 +54,15 @@ def wer_trajectories(matrices: dict[str, dict], target: Path) -> None:
     figure, panels = plt.subplots(height, width, figsize=(4.2 * width, 3.2 * height), squeeze=False)
     for index, column in enumerate(columns):
         axes = panels[index // width][index % width]
-        for name, matrix in matrices.items():
-            wer = [None if row[1][index] is None else 100 * row[1][index] for row in matrix_rows(matrix, "wer")]
-            axes.plot(range(len(wer)), [math.nan if v is None else v for v in wer], marker="o", label=name)
+        curves = {name: _column_percent(matrix, index) for name, matrix in matrices.items()}
+        for name, wer in curves.items():
+            axes.plot(range(len(wer)), wer, marker="o", label=name)
         if index < len(first["tasks"]):
             axes.axvline(index + 1, color="grey", linestyle=":", linewidth=1)  # trained on this task here
         axes.set_title(column)
         axes.set_xticks(range(len(steps)), [_short(s) for s in steps], rotation=30, ha="right", fontsize=8)
         axes.set_ylabel("WER %")
-        axes.set_ylim(bottom=0)
+        _zoom_past_foundation(axes, curves)
         axes.grid(alpha=0.3)
     for index in range(len(columns), width * height):
         panels[index // width][index % width].axis("off")
@@ -69,6 +70,23 @@ def wer_trajectories(matrices: dict[str, dict], target: Path) -> None:
     figure.suptitle("WER of each set along the task sequence (dotted: trained on that task)")
     figure.tight_layout()
     _save(figure, target)
+
+
+def _column_percent(matrix: dict, index: int) -> list[float]:
+    return [math.nan if cells[index] is None else 100 * cells[index] for _, cells in matrix_rows(matrix, "wer")]
+
+
+def _zoom_past_foundation(axes, curves: dict[str, list[float]]) -> None:
+    """Scale the y axis to the rows after the foundation (where forgetting shows), at least
+    0–5 %, so a 0.2-point wobble does not fill the panel; a foundation WER above the range is
+    written at the top instead of stretching the axis."""
+    later = [v for wer in curves.values() for v in wer[1:] if not math.isnan(v)]
+    top = max(5.0, 1.25 * max(later, default=0.0))
+    foundation = next(iter(curves.values()))[0]
+    if foundation > top:
+        axes.annotate(f"foundation {foundation:.1f} ↑", xy=(0, top), xytext=(0.02, 0.92),
+                      textcoords="axes fraction", fontsize=8, color="dimgrey")
+    axes.set_ylim(0, top)
 
 
 def _short(label: str) -> str:
