@@ -9,12 +9,12 @@ import soundfile as sf
 from pydantic import ValidationError
 
 from clasr.bench import generate
-from clasr.bench.demo import read_run, run_demo, write_report
+from clasr.bench.demo import run_demo, write_report
 from clasr.bench.generate import make_benchmark
 from clasr.bench.spec import BenchmarkSpec, DomainSpec
 from clasr.bench.voices import Voice, VoiceError, synthesize
 from clasr.data.manifest import Selection, read_dataset
-from clasr.report.comparison import comparison_markdown
+from clasr.report.comparison import comparison_markdown, read_run
 
 ESPEAK = Voice(engine="espeak", name="en-gb-scotland+m1")
 HEART = Voice(engine="hibari", name="heart")

@@ -77,6 +77,8 @@ def test_set_overrides_nested_keys_and_composes_with_strategy(tmp_path):
     assert data["train"] == {"epochs": 2}  # the input is not modified
     with pytest.raises(ConfigError, match="train.epochs is not a section"):
         apply_overrides(data, {"train.epochs.x": 1})
+    saved = {"adapter": None}  # how a results folder's config.yaml writes an unset section
+    assert apply_overrides(saved, {"adapter.type": "lora"}) == {"adapter": {"type": "lora"}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"tasks": [{"name": "a", "data": "x", "train": {}, "test": {}}]}))
     result = cli.invoke(app, ["run", str(path), "--set", "train.batch_size=zero"])

@@ -138,6 +138,29 @@ def show(
     stdout.print(metrics_table(metrics))
 
 
+@app.command()
+def compare(
+    results: list[Path] = typer.Argument(..., help="results directories of runs over the same tasks and sets"),
+    markdown: bool = typer.Option(False, "--markdown", help="a Markdown table instead of a terminal table"),
+) -> None:
+    """Runs side by side: every run's WER rows after each task, with Average WER, BWT, learning and
+    time — e.g. strategies started with `clasr run … --foundation-from`."""
+    from clasr.report.comparison import comparison_markdown, comparison_table, read_run
+
+    try:
+        runs = [read_run(folder.name, folder) for folder in results]
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    columns = {(tuple(r.matrix["tasks"]), tuple(r.matrix["general"])) for r in runs}
+    if len(columns) > 1:
+        _fail("the runs score different tasks or general sets: " + "; ".join(
+            f"{r.name}: {', '.join(r.matrix['tasks'] + r.matrix['general'])}" for r in runs))
+    if markdown:
+        print(comparison_markdown(runs))
+        return
+    Console(width=max(stdout.width, 100)).print(comparison_table(runs, "WER % per run — row: after training through that task"))
+
+
 bench_app = typer.Typer(help="The built-in synthetic multi-domain benchmark.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 data_app = typer.Typer(help="Dataset tools.", no_args_is_help=True)
@@ -238,7 +261,8 @@ def demo(
     except (ConfigError, DataError, ModelError, AudioError, VoiceError, GenerationError) as error:
         _fail(str(error))
     report = write_report(runs, DEMO_SPEC, output)
-    stdout.print(comparison_table(runs, "WER % per strategy — row: after training through that task"))
+    wide = Console(width=max(stdout.width, 100))  # logs and narrow terminals: wrap rather than truncate
+    wide.print(comparison_table(runs, "WER % per strategy — row: after training through that task"))
     console.print(f"report: {report / 'README.md'} (plots beside it); runs: {output}/<strategy>/")
 
 

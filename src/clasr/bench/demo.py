@@ -15,14 +15,12 @@ from pathlib import Path
 from clasr.bench.default import DEMO_EXPERIMENT, DEMO_SPEC, DEMO_STRATEGIES
 from clasr.bench.generate import make_benchmark
 from clasr.bench.spec import BenchmarkSpec
-from clasr.experiment.checkpoint import load_state
 from clasr.experiment.config import ExperimentConfig, parse_config
 from clasr.experiment.runner import run_experiment
 from clasr.progress import console
 from clasr.atomic import write_text
-from clasr.report.comparison import RunSummary, comparison_markdown
+from clasr.report.comparison import RunSummary, comparison_markdown, read_run
 from clasr.report.plots import wer_heatmap, wer_trajectories
-from clasr.report.results import read_results
 from clasr.transforms import describe, parse_chain
 
 
@@ -35,14 +33,6 @@ def bundled_real_speech() -> Path | None:
     the model what it could already do."""
     folder = Path(__file__).resolve().parents[3] / "examples" / "data" / "arctic_kathleen_mini"
     return folder if (folder / "metadata.jsonl").exists() else None
-
-
-def read_run(strategy: str, folder: Path) -> RunSummary:
-    """A finished strategy run; its seconds are those of the rows after the foundation row
-    (training, the strategy's own work, evaluation), which the runs do not share."""
-    matrix, metrics = read_results(folder)
-    seconds = sum(row.get("seconds", 0.0) for row in load_state(folder).rows[1:])
-    return RunSummary(strategy, matrix, metrics, seconds)
 
 
 def demo_config(
@@ -101,17 +91,17 @@ def run_demo(
     return runs
 
 
-def write_report(runs: list[RunSummary], spec: BenchmarkSpec, output: Path) -> Path:
+def write_report(runs: list[RunSummary], spec: BenchmarkSpec, output: Path, settings: dict = DEMO_EXPERIMENT) -> Path:
     """``<output>/report/``: README.md with the domains and the side-by-side table, and the plots."""
     folder = output / "report"
     for run in runs:
         wer_heatmap(run.matrix, f"{run.name}: WER % after each task", folder / f"heatmap_{run.name}.png")
     wer_trajectories({run.name: run.matrix for run in runs}, folder / "trajectories.png")
-    write_text(folder / "README.md", _report_markdown(runs, spec))
+    write_text(folder / "README.md", _report_markdown(runs, spec, settings))
     return folder
 
 
-def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec) -> str:
+def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec, settings: dict) -> str:
     domains = ["| domain | role | topic | voices | channel | train / test |", "|---|---|---|---|---|---|"]
     for role, items in (("task", spec.domains), ("general", spec.general)):
         for d in items:
@@ -124,8 +114,10 @@ def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec) -> str:
         "Synthetic speech made by `clasr bench make` (eSpeak NG and hibari voices, acoustic channels from "
         "`clasr.transforms`); tasks are trained in the order below, the general set is never trained on.",
         "\n".join(domains),
+        _settings_line(settings),
         "## WER % per strategy (row: after training through that task)",
         comparison_markdown(runs),
+        f"`{REAL_GENERAL_NAME}`: real read speech (CMU ARCTIC), when the demo runs from a clone. "
         "Avg WER: mean over tasks of the final row. BWT: mean change on earlier tasks between right after "
         "learning them and the end (negative = forgetting). Learning: mean WER drop on each task when it is "
         "learned. time: seconds of training, the strategy's own work and evaluation after the foundation row.",
@@ -136,3 +128,13 @@ def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec) -> str:
         "Every run is a results folder beside this report (`clasr show <folder>`); its `config.yaml` reruns it "
         "with `clasr run`.",
     ]) + "\n"
+
+
+def _settings_line(settings: dict) -> str:
+    model, train = settings["model"], settings["train"]
+    return (
+        f"Model {model['name']} with a {model['window_seconds']:g} s encoder window (Whisper's own is 30 s; a shorter "
+        "one handicaps the foundation model on real speech, and any fine-tuning first recovers that, which "
+        f"hides forgetting of the real set); learning rate {train['learning_rate']:g}, {train['epochs']} epochs, "
+        f"batch {train['batch_size']}, bf16 autocast {'on' if train.get('bf16') else 'off'}."
+    )

@@ -139,14 +139,16 @@ def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``data`` with each dotted key path set (``train.learning_rate`` → data["train"]
-    ["learning_rate"]), creating sections that are missing; ConfigError when a path runs
+    ["learning_rate"]), creating sections that are missing or null; ConfigError when a path runs
     through a value that is not a section."""
     result = copy.deepcopy(data)
     for path, value in overrides.items():
         *sections, key = path.split(".")
         node = result
         for depth, section in enumerate(sections):
-            node = node.setdefault(section, {})
+            if node.get(section) is None:  # missing, or an optional section left empty (adapter: null)
+                node[section] = {}
+            node = node[section]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {path}: {'.'.join(sections[: depth + 1])} is not a section")
         node[key] = value

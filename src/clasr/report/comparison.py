@@ -14,7 +14,10 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from clasr.report.results import matrix_rows
+from pathlib import Path
+
+from clasr.experiment.checkpoint import load_state
+from clasr.report.results import matrix_rows, read_results
 
 METRIC_COLUMNS = ("Avg WER", "BWT", "learn", "time")
 
@@ -27,6 +30,14 @@ class RunSummary:
     matrix: dict
     metrics: dict
     seconds: float
+
+
+def read_run(name: str, folder: Path) -> RunSummary:
+    """A finished run named ``name``; its seconds are those of the rows after the foundation row
+    (training, the strategy's own work, evaluation), which the runs do not share."""
+    matrix, metrics = read_results(folder)
+    seconds = sum(row.get("seconds", 0.0) for row in load_state(folder).rows[1:])
+    return RunSummary(name, matrix, metrics, seconds)
 
 
 def _wer(value: float | None) -> str:
