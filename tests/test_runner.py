@@ -265,3 +265,12 @@ def test_a_foundation_row_scored_differently_is_refused(tmp_path, tiny_checkpoin
     fewer = load_config(path, {"output_dir": str(tmp_path / "fewer")})
     with pytest.raises(ConfigError, match="general"):
         run_experiment(fewer, foundation_from=tmp_path / "out")
+
+
+def test_a_state_from_an_older_version_is_refused_by_name(tmp_path):
+    from clasr.experiment.checkpoint import load_state
+
+    (tmp_path / "progress").mkdir()
+    (tmp_path / "progress" / "state.json").write_text(json.dumps({"rows": [], "data": {}}))
+    with pytest.raises(ConfigError, match="state.json: written by an older clasr"):
+        load_state(tmp_path)

@@ -1,9 +1,9 @@
 """``clasr demo``: the built-in benchmark, every memory-free strategy, one table and a report.
 
-Makes (or reuses) the default benchmark, then runs the real tiny.en through its domains in
-order with each strategy — the first strategy scores the foundation model, the others
-reuse that row — and writes ``<output>/report/``: ``README.md`` (the side-by-side table,
-each strategy's WER matrix and metrics), ``heatmap_<strategy>.png`` and
+Makes (or reuses) the demo's domains of the built-in benchmark, then runs the real tiny.en
+through them in order with each strategy — the first strategy scores the foundation model,
+the others reuse that row — and writes ``<output>/report/``: ``README.md`` (the domains,
+the settings and the side-by-side table), ``heatmap_<strategy>.png`` and
 ``trajectories.png``. Each strategy's run is an ordinary results directory
 (``<output>/<strategy>/``, resumable; its ``config.yaml`` reruns it with ``clasr run``).
 """
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clasr.atomic import write_text
 from clasr.bench.default import DEMO_EXPERIMENT, DEMO_SPEC, DEMO_STRATEGIES
 from clasr.bench.generate import make_benchmark
 from clasr.bench.spec import BenchmarkSpec
 from clasr.experiment.config import ExperimentConfig, parse_config
 from clasr.experiment.runner import run_experiment
 from clasr.progress import console
-from clasr.atomic import write_text
 from clasr.report.comparison import RunSummary, comparison_markdown, read_run
 from clasr.report.plots import wer_heatmap, wer_trajectories
 from clasr.transforms import describe, parse_chain
@@ -48,7 +48,7 @@ def demo_config(
     general sets, with the demo's model, training and evaluation ``settings``.
 
     ``real_general``, a folder of real speech with train and test splits, is scored as one
-    more general set (``real_speech``). ``scored_split`` is ``test``, or ``dev`` for
+    more general set (``real``). ``scored_split`` is ``test``, or ``dev`` for
     calibration; the real set has no dev split, so its train split (never trained on)
     stands in for it."""
     plain = {

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from clasr.atomic import atomic_path, recover
+from clasr.experiment.config import ConfigError
 
 PROGRESS_DIR = "progress"
 
@@ -62,6 +63,9 @@ def load_state(output_dir: Path) -> RunState:
     if not path.exists():
         return RunState()
     saved = json.loads(path.read_text(encoding="utf-8"))
+    missing = [key for key in ("rows", "config", "data") if key not in saved]
+    if missing:
+        raise ConfigError(f"{path}: written by an older clasr (no {', '.join(missing)}); it cannot be resumed or reused")
     return RunState(saved["rows"], saved["config"], saved["data"])
 
 
