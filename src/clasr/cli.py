@@ -48,8 +48,8 @@ def run(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="results directory (overrides output_dir)"),
     strategy: Optional[str] = typer.Option(
         None,
-        help="strategy name: ft, fta, ihr, centralize, ewc, lwf, er, joint, frozen (replaces the config's strategy "
-        "and its options, unless it is the same name)",
+        help="strategy name, e.g. ft, fta, ihr (a wrong name lists them all); replaces the config's strategy and "
+        "its options, unless it is the same name",
     ),
     set_: list[str] = typer.Option(
         [], "--set", help="override one config key: --set train.learning_rate=1e-3 --set adapter.type=lora"

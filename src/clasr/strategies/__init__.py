@@ -7,47 +7,33 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from clasr.strategies.base import Strategy
-from clasr.strategies.centralize import Centralization, CentralizeConfig
-from clasr.strategies.ewc import ElasticWeightConsolidation, EWCConfig
-from clasr.strategies.frozen import FrozenPart, FrozenPartConfig
-from clasr.strategies.ft import FineTune, FineTuneConfig
-from clasr.strategies.fta import FineTuneAverage, FineTuneAverageConfig
-from clasr.strategies.ihr import IHRConfig, InverseHessianRegularization
-from clasr.strategies.joint import JointConfig, JointTraining
-from clasr.strategies.lwf import LearningWithoutForgetting, LwFConfig
-from clasr.strategies.replay import ExperienceReplay, ExperienceReplayConfig
+from clasr.strategies.centralize import CentralizeConfig
+from clasr.strategies.ewc import EWCConfig
+from clasr.strategies.frozen import FrozenPartConfig
+from clasr.strategies.ft import FineTuneConfig
+from clasr.strategies.fta import FineTuneAverageConfig
+from clasr.strategies.ihr import IHRConfig
+from clasr.strategies.joint import JointConfig
+from clasr.strategies.lwf import LwFConfig
+from clasr.strategies.replay import ExperienceReplayConfig
 
-StrategyConfig = Annotated[
-    Union[
-        FineTuneConfig,
-        FineTuneAverageConfig,
-        IHRConfig,
-        CentralizeConfig,
-        EWCConfig,
-        LwFConfig,
-        ExperienceReplayConfig,
-        JointConfig,
-        FrozenPartConfig,
-    ],
-    Field(discriminator="name"),
-]
-
-_BUILDERS = {
-    "ft": FineTune,
-    "fta": FineTuneAverage,
-    "ihr": InverseHessianRegularization,
-    "centralize": Centralization,
-    "ewc": ElasticWeightConsolidation,
-    "lwf": LearningWithoutForgetting,
-    "er": ExperienceReplay,
-    "joint": JointTraining,
-    "frozen": FrozenPart,
-}
+_CONFIGS = (
+    FineTuneConfig,
+    FineTuneAverageConfig,
+    IHRConfig,
+    CentralizeConfig,
+    EWCConfig,
+    LwFConfig,
+    ExperienceReplayConfig,
+    JointConfig,
+    FrozenPartConfig,
+)
+StrategyConfig = Annotated[Union[_CONFIGS], Field(discriminator="name")]
 
 
 def build_strategy(config) -> Strategy:
     """The strategy object for a validated strategy config."""
-    return _BUILDERS[config.name](config)
+    return config.build()
 
 
 __all__ = ["Strategy", "StrategyConfig", "build_strategy"]

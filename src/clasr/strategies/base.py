@@ -15,9 +15,20 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from clasr.data.batching import SpeechBatch, SpeechCollator
 from clasr.data.manifest import Utterance
+
+
+class StrategySettings(BaseModel):
+    """Base of every strategy's config: a ``name`` literal (the discriminator), its options
+    (unknown keys are errors), and ``build()``, the strategy object it configures."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def build(self) -> "Strategy":
+        raise NotImplementedError
 
 
 @dataclass

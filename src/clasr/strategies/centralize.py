@@ -21,16 +21,17 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from clasr.strategies.base import Strategy, TaskContext, interpolate_, trainable_snapshot
+from clasr.strategies.base import Strategy, StrategySettings, TaskContext, interpolate_, trainable_snapshot
 
 
-class CentralizeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CentralizeConfig(StrategySettings):
     name: Literal["centralize"] = "centralize"
     every: int = Field(2, ge=1, description="K: tasks per centralization")
+
+    def build(self) -> "Centralization":
+        return Centralization(self)
 
 
 class Centralization(Strategy):

@@ -40,26 +40,27 @@ from functools import partial
 from typing import Callable, Iterable, Iterator, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from clasr.adapters.inject import adapter_modules
 from clasr.curvature.kfac import batch_loss, eval_mode, summed_token_cross_entropy
 from clasr.data.batching import IGNORE_INDEX, SpeechBatch, SpeechCollator
 from clasr.data.manifest import Utterance
-from clasr.strategies.base import Strategy, TaskContext
+from clasr.strategies.base import Strategy, StrategySettings, TaskContext
 
 # One example for the Fisher: runs the model, returns its summed loss and its number of terms.
 ExampleLoss = Callable[[], tuple[torch.Tensor, int]]
 
 
-class EWCConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EWCConfig(StrategySettings):
     name: Literal["ewc"] = "ewc"
     strength: float = Field(1.0, ge=0, description="λ, weight of the penalty (λ/2) Σ F̃ (θ − θ*)²")
     gamma: float = Field(1.0, ge=0, le=1, description="decay γ: F̃_t = γ F̃_{t−1} + F_t")
     fisher: Literal["empirical", "sampled"] = "empirical"
     fisher_utterances: int = Field(64, ge=1, description="training utterances (batches of one) behind F_t")
+
+    def build(self) -> "ElasticWeightConsolidation":
+        return ElasticWeightConsolidation(self)
 
 
 def diagonal_fisher(params: dict[str, torch.Tensor], examples: Iterable[ExampleLoss]) -> dict[str, torch.Tensor]:

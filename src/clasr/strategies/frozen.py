@@ -17,16 +17,17 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from clasr.strategies.base import Strategy, TaskContext
+from clasr.strategies.base import Strategy, StrategySettings, TaskContext
 
 
-class FrozenPartConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FrozenPartConfig(StrategySettings):
     name: Literal["frozen"] = "frozen"
     part: Literal["encoder", "decoder"] = Field("encoder", description="the part that is trained; the other is frozen")
+
+    def build(self) -> "FrozenPart":
+        return FrozenPart(self)
 
 
 def frozen_modules(model: torch.nn.Module, part: str) -> list[torch.nn.Module]:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from clasr.strategies.base import Strategy
+from clasr.strategies.base import Strategy, StrategySettings
 
 
-class FineTuneConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FineTuneConfig(StrategySettings):
     name: Literal["ft"] = "ft"
+
+    def build(self) -> "FineTune":
+        return FineTune(self)
 
 
 class FineTune(Strategy):

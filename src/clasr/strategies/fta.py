@@ -17,17 +17,18 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from clasr.strategies.base import Strategy, TaskContext, interpolate_, trainable_snapshot
+from clasr.strategies.base import Strategy, StrategySettings, TaskContext, interpolate_, trainable_snapshot
 
 
-class FineTuneAverageConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FineTuneAverageConfig(StrategySettings):
     name: Literal["fta"] = "fta"
     alpha: float | None = Field(None, gt=0, le=1, description="fixed α for every task; null = running average")
     count_foundation: bool = Field(True, description="running average counts the foundation model (α_t = 1/(t+1))")
+
+    def build(self) -> "FineTuneAverage":
+        return FineTuneAverage(self)
 
 
 def averaging_weight(config: FineTuneAverageConfig, task_index: int) -> float:

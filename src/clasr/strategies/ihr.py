@@ -30,17 +30,15 @@ import time
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from clasr.curvature.damping import EigenInverse, mean_eigenvalue, pi_damping
 from clasr.curvature.kfac import KFACFactors, collect_kfac, whisper_linear_layers
 from clasr.data.batching import make_loader
-from clasr.strategies.base import Strategy, TaskContext, trainable_snapshot
+from clasr.strategies.base import Strategy, StrategySettings, TaskContext, trainable_snapshot
 
 
-class IHRConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class IHRConfig(StrategySettings):
     name: Literal["ihr"] = "ihr"
     alpha: float = Field(1.0, gt=0, description="step size α of the corrected Linear-weight update")
     rest_alpha: float = Field(0.5, ge=0, le=1, description="interpolation weight of all other parameters")
@@ -54,6 +52,9 @@ class IHRConfig(BaseModel):
     )
     cg_tolerance: float = Field(1e-6, gt=0, description="relative residual at which CG stops (past: exact)")
     cg_max_iterations: int = Field(200, ge=1)
+
+    def build(self) -> "InverseHessianRegularization":
+        return InverseHessianRegularization(self)
 
 
 def conjugate_gradient(

@@ -17,17 +17,17 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from clasr.data.manifest import Utterance
-from clasr.strategies.base import Strategy, TaskContext
+from clasr.strategies.base import Strategy, StrategySettings, TaskContext
 from clasr.strategies.replay import stored_facts
 
 
-class JointConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class JointConfig(StrategySettings):
     name: Literal["joint"] = "joint"
+
+    def build(self) -> "JointTraining":
+        return JointTraining(self)
 
 
 def all_tasks_so_far(task: TaskContext) -> list[Utterance]:

@@ -24,19 +24,20 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from clasr.data.batching import IGNORE_INDEX, SpeechBatch
-from clasr.strategies.base import Strategy, TaskContext
+from clasr.strategies.base import Strategy, StrategySettings, TaskContext
 
 
-class LwFConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class LwFConfig(StrategySettings):
     name: Literal["lwf"] = "lwf"
     strength: float = Field(1.0, ge=0, description="λ, weight of the distillation term")
     temperature: float = Field(2.0, gt=0, description="T, softens both distributions")
     from_first_task: bool = Field(True, description="task 1 distils from the foundation model too")
+
+    def build(self) -> "LearningWithoutForgetting":
+        return LearningWithoutForgetting(self)
 
 
 def distillation_loss(

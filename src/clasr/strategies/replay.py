@@ -26,19 +26,20 @@ from collections import Counter
 from typing import Iterable, Literal, Sequence, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from clasr.data.manifest import Utterance
-from clasr.strategies.base import Strategy, TaskContext
+from clasr.strategies.base import Strategy, StrategySettings, TaskContext
 
 Item = TypeVar("Item")
 
 
-class ExperienceReplayConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ExperienceReplayConfig(StrategySettings):
     name: Literal["er"] = "er"
     memory_size: int = Field(200, ge=1, description="utterances kept from the finished tasks")
+
+    def build(self) -> "ExperienceReplay":
+        return ExperienceReplay(self)
 
 
 def reservoir_sample(
