@@ -24,8 +24,9 @@ declare -A ARGS=(
   [ssvd-o]="--set adapter.type=ssvd_o --set adapter.budget_rank=8 --set train.learning_rate=1e-3"
   [blora]="--set adapter.type=blora $LORA"
   [centralize]="--strategy centralize --set adapter.type=lora $LORA"
+  [swap-lora]="--strategy swap --set adapter.type=lora $LORA"
 )
-ORDER=(ihr-sum ihr-exact ewc lwf er joint frozen-encoder lora dora pissa ssvd ssvd-o blora centralize)
+ORDER=(ihr-sum ihr-exact ewc lwf er joint frozen-encoder lora dora pissa ssvd ssvd-o blora centralize swap-lora)
 NAMES=("${@:-${ORDER[@]}}")
 for name in "${NAMES[@]}"; do
   # shellcheck disable=SC2086

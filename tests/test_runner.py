@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 
 from clasr.experiment import runner
@@ -197,6 +198,34 @@ def test_runs_with_an_adapter_per_task(tmp_path, tiny_checkpoint, strategy, adap
     assert not any("lora" in name for name, _ in exported.named_parameters())
 
 
+def test_swap_scores_each_task_with_its_own_update_and_keeps_the_base(tmp_path, tiny_checkpoint, monkeypatch):
+    from safetensors.torch import load_file
+
+    path = _config(tmp_path, tiny_checkpoint)
+    config = load_config(path, {"strategy": {"name": "swap"}, "adapter": {"type": "lora", "r": 2}})
+    original = runner.train_task
+    monkeypatch.setattr(runner, "train_task", lambda *a, **k: _crash_on_task_2(original, *a, **k))
+    with pytest.raises(Crash):
+        run_experiment(config)
+    monkeypatch.setattr(runner, "train_task", original)
+    assert run_experiment(config)["complete"]  # resumed after task 1: the stored update came back
+    matrix, metrics = read_results(tmp_path / "out")
+    wer = matrix["wer"]
+    assert wer[2][0] == wer[1][0]  # task a scored with its own update after task b too
+    assert wer[1][1] == wer[0][1]  # task b not learned yet: the foundation model
+    assert matrix["general_wer"]["g"] == [matrix["general_wer"]["g"][0]] * 3
+    assert metrics["backward_transfer"] == 0.0
+    foundation = load_file(str(tiny_checkpoint / "model.safetensors"))
+    exported = load_file(str(tmp_path / "out" / "model" / "model.safetensors"))
+    assert all(torch.equal(exported[k], foundation[k]) for k in foundation if k in exported)
+
+
+def _crash_on_task_2(original, *args, **kwargs):
+    if kwargs["description"].startswith("task 2"):
+        raise Crash
+    return original(*args, **kwargs)
+
+
 def test_centralize_without_an_adapter_is_refused():
     with pytest.raises(ConfigError, match="add an adapter section"):
         parse_config({"strategy": {"name": "centralize"}, "tasks": [{"name": "a", "data": "x", "train": {}, "test": {}}]})
@@ -241,7 +270,7 @@ def test_a_run_can_reuse_the_foundation_row_of_another_strategy(tmp_path, tiny_c
     source = tmp_path / "out"
     scored_rows = []
     original = runner.evaluate_row
-    monkeypatch.setattr(runner, "evaluate_row", lambda *a, **k: scored_rows.append(a[-1]) or original(*a, **k))
+    monkeypatch.setattr(runner, "evaluate_row", lambda *a, **k: scored_rows.append(a[4]) or original(*a, **k))
     config = load_config(path, {"output_dir": str(tmp_path / "fta"), "train.epochs": 2}, "fta")
     run_experiment(config, foundation_from=source)
     assert scored_rows == [1, 2]

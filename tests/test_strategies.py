@@ -70,3 +70,28 @@ def test_fta_running_average_equals_uniform_average_of_models():
 def test_unknown_strategy_is_rejected():
     with pytest.raises(Exception, match="ft"):
         TypeAdapter(StrategyConfig).validate_python({"name": "nope"})
+
+
+def test_swap_applies_each_task_update_only_to_its_own_sets_and_restores_the_base_exactly():
+    model = Toy([1.0, 2.0], [0.5])
+    strategy = _strategy(name="swap")
+    for index, step in ((1, 1.0), (2, 10.0)):
+        strategy.before_task(model, _task(index))
+        assert model.w.tolist() == [1.0, 2.0]  # every task starts from the base
+        with torch.no_grad():
+            model.w += step
+        strategy.after_task(model, _task(index))
+        assert model.w.tolist() == [1.0, 2.0] and model.b.tolist() == [0.5]
+    with strategy.scoring(model, "test/t1"):
+        assert model.w.tolist() == [2.0, 3.0]
+    with strategy.scoring(model, "dev/t2"):
+        assert model.w.tolist() == [11.0, 12.0]
+    for key in ("general/t1", "test/unknown"):
+        with strategy.scoring(model, key):
+            assert model.w.tolist() == [1.0, 2.0]
+    assert model.w.tolist() == [1.0, 2.0]
+    restored = _strategy(name="swap")
+    restored.load_state_dict(strategy.state_dict())
+    with restored.scoring(model, "test/t2"):
+        assert model.w.tolist() == [11.0, 12.0]
+    assert model.w.tolist() == [1.0, 2.0]

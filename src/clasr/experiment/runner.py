@@ -98,18 +98,22 @@ def _copy_foundation_hypotheses(source: Path, out: Path) -> None:
         write_text(out / "hyps" / "row0" / path.name, path.read_text(encoding="utf-8"))
 
 
-def evaluate_row(bundle: WhisperBundle, sets: ExperimentSets, config: ExperimentConfig, out: Path, row: int) -> dict:
-    """Score every evaluation set with the current model; hypothesis files under ``hyps/row<i>/``."""
+def evaluate_row(
+    bundle: WhisperBundle, sets: ExperimentSets, config: ExperimentConfig, out: Path, row: int, strategy: Strategy
+) -> dict:
+    """Score every evaluation set with the current model, as the strategy deploys it for that
+    set (:meth:`Strategy.scoring`); hypothesis files under ``hyps/row<i>/``."""
     cells = {}
     for eval_set in sets.evaluation:
-        result = evaluate(
-            bundle,
-            eval_set.utterances,
-            eval_set.normalizer,
-            config.evaluation.batch_size,
-            config.evaluation.limits,
-            description=f"row {row} {eval_set.key}",
-        )
+        with strategy.scoring(bundle.model, eval_set.key):
+            result = evaluate(
+                bundle,
+                eval_set.utterances,
+                eval_set.normalizer,
+                config.evaluation.batch_size,
+                config.evaluation.limits,
+                description=f"row {row} {eval_set.key}",
+            )
         write_hypotheses(out / "hyps" / f"row{row}" / f"{eval_set.key.replace('/', '_')}.jsonl", result.rows)
         cells[eval_set.key] = result.summary()
         console.print(
@@ -260,7 +264,7 @@ def run_experiment(config: ExperimentConfig, foundation_from: Path | None = None
             row = {"label": f"after {config.tasks[index - 1].name}"}
             row.update(run_task(bundle, strategy, sets, config, accelerator, index, out))
         if main:
-            row["cells"] = evaluate_row(bundle, sets, config, out, index)
+            row["cells"] = evaluate_row(bundle, sets, config, out, index, strategy)
             row["seconds"] = time.perf_counter() - start
             state.rows.append(row)
             commit(out, state, bundle.model if index > 0 else None, strategy.state_dict())

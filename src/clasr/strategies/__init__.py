@@ -16,6 +16,7 @@ from clasr.strategies.ihr import IHRConfig
 from clasr.strategies.joint import JointConfig
 from clasr.strategies.lwf import LwFConfig
 from clasr.strategies.replay import ExperienceReplayConfig
+from clasr.strategies.swap import AdapterSwapConfig
 
 _CONFIGS = (
     FineTuneConfig,
@@ -27,6 +28,7 @@ _CONFIGS = (
     ExperienceReplayConfig,
     JointConfig,
     FrozenPartConfig,
+    AdapterSwapConfig,
 )
 StrategyConfig = Annotated[Union[_CONFIGS], Field(discriminator="name")]
 

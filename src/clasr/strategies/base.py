@@ -11,8 +11,9 @@ and saves ``strategy.state_dict()`` with each checkpoint so a resumed run contin
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ContextManager, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -65,6 +66,11 @@ class Strategy:
     def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
         """Called with θ̃_t (the fine-tuned model); turns it into θ_t in place. Returns facts to record."""
         return {}
+
+    def scoring(self, model: torch.nn.Module, set_key: str) -> ContextManager[None]:
+        """The model as it scores the set ``set_key`` (``test/<task>``, ``general/<name>``,
+        ``dev/<task>``); default: as it is."""
+        return nullcontext()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors this strategy carries from one task to the next (saved with each checkpoint)."""
