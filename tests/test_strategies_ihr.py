@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clasr.curvature.damping import EigenInverse
+from clasr.curvature.damping import EigenInverse, psd_projection
 from clasr.models.whisper import tiny_random_whisper
 from clasr.strategies.base import TaskContext
 from clasr.strategies.ihr import IHRConfig, InverseHessianRegularization, conjugate_gradient, rescale
@@ -47,6 +47,26 @@ def test_exact_mode_solves_the_sum_of_kronecker_products():
     operator = sum(np.kron(A_d, G_d) for A_d, G_d in (_damped(A, G, damping) for A, G in factors))
     expected = np.linalg.solve(operator, _vec(dW).numpy()).reshape(5, 4).T
     assert np.allclose(X.numpy(), expected, rtol=1e-6, atol=1e-9)
+
+
+def test_exact_mode_converges_when_round_off_makes_a_factor_indefinite():
+    """Low-rank factors with negative eigenvalues larger than the damping (as bf16 products
+    once produced on real Whisper layers) must not make CG diverge: factors are projected
+    onto the PSD cone first, so the solution is that of the projected factors."""
+    rng = np.random.default_rng(3)
+    clean = [(_spd(6, rng, 2), _spd(5, rng, 1)) for _ in range(2)]
+    noisy = []
+    for A, G in clean:
+        noise_a, noise_g = (torch.tensor(rng.standard_normal((n, n))) for n in (6, 5))
+        noisy.append((A + 0.05 * (noise_a + noise_a.T), G + 0.05 * float(G.diagonal().mean()) * (noise_g + noise_g.T)))
+    assert min(float(torch.linalg.eigvalsh(G).min()) for _, G in noisy) < -0.01
+    dW = torch.tensor(rng.standard_normal((5, 6)))
+    summed = EigenInverse(sum(A for A, _ in noisy), sum(G for _, G in noisy))
+    X, residual = conjugate_gradient(noisy, dW, 1e-3, summed, 1e-10, 300)
+    assert residual <= 1e-6
+    projected = [(psd_projection(A), psd_projection(G)) for A, G in noisy]
+    reference, _ = conjugate_gradient(projected, dW, 1e-3, summed, 1e-10, 300)
+    assert torch.allclose(X, reference, rtol=1e-6, atol=1e-9)
 
 
 @settings(max_examples=30, deadline=None)

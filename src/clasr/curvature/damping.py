@@ -49,13 +49,21 @@ def _eigh(factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return values.clamp_min(0), vectors
 
 
+def psd_projection(factor: torch.Tensor) -> torch.Tensor:
+    """Q diag(max(e, 0)) Qᵀ in float64: the nearest positive semi-definite matrix in Frobenius
+    norm. K-FAC factors are PSD by construction, so this removes only round-off, which would
+    otherwise make a damped factor indefinite when a negative eigenvalue exceeds its damping."""
+    values, vectors = _eigh(factor)
+    return (vectors * values) @ vectors.T
+
+
 class EigenInverse:
     """(G + λ_G I)⁻¹ · (A + λ_A I)⁻¹ for one layer, any damping, from one eigendecomposition each."""
 
     def __init__(self, A: torch.Tensor, G: torch.Tensor):
-        self.mean_a, self.mean_g = mean_eigenvalue(A), mean_eigenvalue(G)
         self.e_a, self.q_a = _eigh(A)
         self.e_g, self.q_g = _eigh(G)
+        self.mean_a, self.mean_g = float(self.e_a.mean()), float(self.e_g.mean())  # of the PSD part
 
     def damping(self, relative: float, floor: float = DAMPING_FLOOR) -> tuple[float, float]:
         """(λ_A, λ_G) for relative damping ρ (see :func:`pi_damping`)."""

@@ -163,14 +163,21 @@ a CPU, relative error ~1e-7) and summed across batches in float64.
         if x.shape[:-1] != mask.shape:
             kind = self.kinds[name]
             raise ValueError(f"{name}: input {tuple(x.shape)} does not match its {kind!r} mask {tuple(mask.shape)}")
-        rows = x.detach()[mask].float()
-        self._A[name] += (rows.T @ rows).double()
-        self._counts[name] += rows.shape[0]
+        self._A[name] += _outer_sum(x.detach()[mask])
+        self._counts[name] += int(mask.sum())
         output.register_hook(partial(self._on_output_grad, name, mask))
 
     def _on_output_grad(self, name: str, mask: torch.Tensor, grad: torch.Tensor) -> None:
-        rows = grad.detach()[mask].float()
-        self._G[name] += (rows.T @ rows).double()
+        self._G[name] += _outer_sum(grad.detach()[mask])
+
+
+def _outer_sum(rows: torch.Tensor) -> torch.Tensor:
+    """Σ_p r_p r_pᵀ over the rows, formed in float32 even under bf16 autocast (the hooks run
+    inside the autocast region, which would otherwise round the products to bfloat16 and
+    make the factor indefinite), returned in float64 for the running sum."""
+    with torch.autocast(rows.device.type, enabled=False):
+        rows = rows.float()
+        return (rows.T @ rows).double()
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from clasr.curvature.damping import EigenInverse, mean_eigenvalue, pi_damping
+from clasr.curvature.damping import EigenInverse, mean_eigenvalue, pi_damping, psd_projection
 from clasr.curvature.kfac import KFACFactors, collect_kfac, whisper_linear_layers
 from clasr.data.batching import make_loader
 from clasr.strategies.base import Strategy, StrategySettings, TaskContext, trainable_snapshot
@@ -63,17 +63,18 @@ def conjugate_gradient(
 ) -> tuple[torch.Tensor, float]:
     """X with Σ_k (G_k + λ_G,k I) X (A_k + λ_A,k I) = dW by preconditioned CG (float64).
 
-    Each task's damping is π-split relative to its own factors' mean eigenvalues. The
+    Each task's damping is π-split relative to its own factors' mean eigenvalues, and each
+    factor is first projected onto the PSD cone (:func:`psd_projection`). The
     operator is symmetric positive definite (a sum of Kronecker products of SPD matrices)
     in the Frobenius inner product; the summed-factor inverse preconditions it. Returns X
     and the relative residual ‖L(X) − dW‖_F / ‖dW‖_F.
     """
     damped = []
     for A, G in factors:
+        A, G = psd_projection(A), psd_projection(G)
         lam_a, lam_g = pi_damping(mean_eigenvalue(A), mean_eigenvalue(G), damping)
-        eye_a = torch.eye(A.shape[0], dtype=torch.float64, device=A.device)
-        eye_g = torch.eye(G.shape[0], dtype=torch.float64, device=G.device)
-        damped.append((A.double() + lam_a * eye_a, G.double() + lam_g * eye_g))
+        damped.append((A + lam_a * torch.eye(A.shape[0], dtype=A.dtype, device=A.device),
+                       G + lam_g * torch.eye(G.shape[0], dtype=G.dtype, device=G.device)))
 
     def operator(X: torch.Tensor) -> torch.Tensor:
         return sum(G @ X @ A for A, G in damped)
