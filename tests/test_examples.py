@@ -26,3 +26,12 @@ def test_demo_sets_are_bundled_and_clean():
     general_ids = {u.id for u in read_dataset(general.data, general.test)[0]}
     arctic = config.tasks[1]
     assert general_ids.isdisjoint(u.id for u in read_dataset(arctic.data, arctic.test)[0])
+
+
+def test_example_benchmark_spec_validates():
+    import yaml
+
+    from clasr.bench.spec import BenchmarkSpec
+
+    spec = BenchmarkSpec.model_validate(yaml.safe_load((EXAMPLES / "bench_spec.yaml").read_text()))
+    assert [d.name for d in spec.domains] == ["welsh_phone", "fast_kids"] and spec.general[0].name == "clean"

@@ -245,22 +245,30 @@ def demo(
         None, help="real speech scored as a general set (a folder with a test split); default: the bundled "
         "CMU ARCTIC mini set of a clone (examples/data/arctic_kathleen_mini), if present"
     ),
+    spec: Optional[Path] = typer.Option(None, help="benchmark spec YAML (default: the demo's three domains)"),
 ) -> None:
     """The built-in benchmark end to end: tiny.en adapted domain after domain with each strategy,
     one table side by side, and a report (Markdown + plots). Re-running resumes."""
+    from pydantic import ValidationError
+
     from clasr.bench.default import DEMO_SPEC, DEMO_STRATEGIES
+    from clasr.bench.spec import BenchmarkSpec
     from clasr.bench.demo import bundled_real_speech, run_demo, write_report
     from clasr.bench.generate import GenerationError
     from clasr.bench.voices import VoiceError
-    from clasr.experiment.config import ConfigError
+    from clasr.experiment.config import ConfigError, format_validation_error
     from clasr.models.errors import ModelError
     from clasr.report.comparison import comparison_table
 
     try:
-        runs = run_demo(output, tuple(strategies or DEMO_STRATEGIES), real_general=real_speech or bundled_real_speech())
+        chosen = DEMO_SPEC if spec is None else BenchmarkSpec.model_validate(_read_yaml(spec))
+        real = real_speech or bundled_real_speech()
+        runs = run_demo(output, tuple(strategies or DEMO_STRATEGIES), chosen, real_general=real)
+    except ValidationError as error:
+        _fail(format_validation_error(str(spec), error))
     except (ConfigError, DataError, ModelError, AudioError, VoiceError, GenerationError) as error:
         _fail(str(error))
-    report = write_report(runs, DEMO_SPEC, output)
+    report = write_report(runs, chosen, output)
     wide = Console(width=max(stdout.width, 100))  # logs and narrow terminals: wrap rather than truncate
     wide.print(comparison_table(runs, "WER % per strategy — row: after training through that task"))
     console.print(f"report: {report / 'README.md'} (plots beside it); runs: {output}/<strategy>/")

@@ -65,8 +65,15 @@ class BenchmarkSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = 0
-    domains: tuple[DomainSpec, ...] = Field(min_length=1)
+    domains: tuple[DomainSpec, ...]
     general: tuple[DomainSpec, ...] = ()
+
+    @field_validator("domains")
+    @classmethod
+    def _at_least_one(cls, domains: tuple[DomainSpec, ...]) -> tuple[DomainSpec, ...]:
+        if not domains:  # checked after the items, so a bad item is not also reported as "empty"
+            raise ValueError("a benchmark needs at least one domain")
+        return domains
 
     @field_validator("general")
     @classmethod
