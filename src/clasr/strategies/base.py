@@ -86,6 +86,13 @@ def trainable_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
+def update_from(model: torch.nn.Module, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """θ − base for every parameter named in ``base`` that changed (a task's update)."""
+    current = dict(model.named_parameters())
+    return {name: current[name].detach() - value for name, value in base.items() if not torch.equal(current[name], value)}
+
+
+@torch.no_grad()
 def interpolate_(model: torch.nn.Module, previous: dict[str, torch.Tensor], alpha: float) -> None:
     """In place: θ ← θ_prev + α (θ − θ_prev) for every parameter named in ``previous``
     (α = 0 loads ``previous``, α = 1 leaves the model as it is)."""

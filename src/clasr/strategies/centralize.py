@@ -23,7 +23,14 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from clasr.strategies.base import Strategy, StrategySettings, TaskContext, interpolate_, trainable_snapshot
+from clasr.strategies.base import (
+    Strategy,
+    StrategySettings,
+    TaskContext,
+    interpolate_,
+    trainable_snapshot,
+    update_from,
+)
 
 
 class CentralizeConfig(StrategySettings):
@@ -52,9 +59,7 @@ class Centralization(Strategy):
 
     @torch.no_grad()
     def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
-        tuned = dict(model.named_parameters())
-        update = {n: tuned[n].detach() - b for n, b in self.base.items() if not torch.equal(tuned[n], b)}
-        self.pending.append(update)
+        self.pending.append(update_from(model, self.base))
         if len(self.pending) < self.config.every:
             return {"deployed": "base + this task's update", "pending_updates": len(self.pending)}
         for name in set().union(*self.pending):

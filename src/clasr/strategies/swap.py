@@ -17,7 +17,14 @@ from typing import Iterator, Literal
 
 import torch
 
-from clasr.strategies.base import Strategy, StrategySettings, TaskContext, interpolate_, trainable_snapshot
+from clasr.strategies.base import (
+    Strategy,
+    StrategySettings,
+    TaskContext,
+    interpolate_,
+    trainable_snapshot,
+    update_from,
+)
 
 _SEPARATOR = "@"  # task names never contain it (config pattern [A-Za-z0-9_.-]), parameter names neither
 
@@ -47,8 +54,7 @@ class AdapterSwap(Strategy):
 
     @torch.no_grad()
     def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
-        tuned = dict(model.named_parameters())
-        self.updates[task.name] = {n: tuned[n].detach() - b for n, b in self.base.items() if not torch.equal(tuned[n], b)}
+        self.updates[task.name] = update_from(model, self.base)
         interpolate_(model, self.base, 0.0)
         stored = sum(t.numel() for update in self.updates.values() for t in update.values())
         return {"deployed": "foundation model; each task's sets scored with its own update", "stored_values": stored}
