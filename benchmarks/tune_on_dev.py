@@ -1,0 +1,48 @@
+"""Tune a strategy's options on the demo sequence's dev splits (never the test splits).
+
+    .venv/bin/python benchmarks/tune_on_dev.py ewc --grid strategy.strength=1e4,1e6 [--output results/tune]
+
+Runs the demo's tasks in order (its model, training and evaluation settings) once per grid
+value, scoring every task's dev split, the synthetic general set's dev split and the real
+set's stand-in (the bundled ARCTIC mini set's train split), then prints one comparison table
+(Average WER, BWT, learning on dev). All runs share the first run's foundation row.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from clasr.bench.default import DEMO_SPEC
+from clasr.bench.demo import bundled_real_speech, demo_config
+from clasr.bench.generate import make_benchmark
+from clasr.experiment.config import apply_overrides, parse_config
+from clasr.experiment.runner import run_experiment
+from clasr.report.comparison import comparison_markdown, read_run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("strategy")
+    parser.add_argument("--grid", required=True, help="KEY.PATH=V1,V2,… (values read as YAML)")
+    parser.add_argument("--set", dest="fixed", action="append", default=[], help="KEY.PATH=VALUE for every run")
+    parser.add_argument("--output", type=Path, default=Path("results/tune"))
+    args = parser.parse_args()
+    key, _, values = args.grid.partition("=")
+    fixed = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.fixed)}
+    folders = {d.name: Path(d.folder) for d in make_benchmark(DEMO_SPEC)}
+    runs = []
+    for value in values.split(","):
+        base = demo_config(DEMO_SPEC, folders, args.strategy, args.output, real_general=bundled_real_speech(),
+                           scored_split="dev").to_plain()
+        name = f"{args.strategy}-{key.rsplit('.', 1)[-1]}{value}"
+        plain = apply_overrides(base, {**fixed, key: yaml.safe_load(value), "output_dir": str(args.output / name)})
+        run_experiment(parse_config(plain, source="tune"), foundation_from=args.output / runs[0] if runs else None)
+        runs.append(name)
+    print(comparison_markdown([read_run(name, args.output / name) for name in runs]))
+
+
+if __name__ == "__main__":
+    main()
