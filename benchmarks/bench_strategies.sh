@@ -16,7 +16,7 @@ declare -A ARGS=(
   [lwf]="--strategy lwf"
   [er]="--strategy er"
   [joint]="--strategy joint"
-  [frozen-encoder]="--strategy frozen --set strategy.part=encoder"
+  [encoder-only]="--strategy frozen --set strategy.part=encoder"
   [lora]="--set adapter.type=lora $LORA"
   [dora]="--set adapter.type=dora $LORA"
   [pissa]="--set adapter.type=pissa $LORA"
@@ -26,7 +26,7 @@ declare -A ARGS=(
   [centralize]="--strategy centralize --set adapter.type=lora $LORA"
   [swap-lora]="--strategy swap --set adapter.type=lora $LORA"
 )
-ORDER=(ihr-sum ihr-exact ewc lwf er joint frozen-encoder lora dora pissa ssvd ssvd-o blora centralize swap-lora)
+ORDER=(ihr-sum ihr-exact ewc lwf er joint encoder-only lora dora pissa ssvd ssvd-o blora centralize swap-lora)
 NAMES=("${@:-${ORDER[@]}}")
 for name in "${NAMES[@]}"; do
   # shellcheck disable=SC2086
