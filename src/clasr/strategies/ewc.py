@@ -54,7 +54,11 @@ ExampleLoss = Callable[[], tuple[torch.Tensor, int]]
 
 class EWCConfig(StrategySettings):
     name: Literal["ewc"] = "ewc"
-    strength: float = Field(1.0, ge=0, description="λ, weight of the penalty (λ/2) Σ F̃ (θ − θ*)²")
+    strength: float = Field(
+        1e6, ge=0,
+        description="λ, weight of the penalty (λ/2) Σ F̃ (θ − θ*)²; 1e6 chosen on the demo's dev splits for "
+        "Whisper tiny.en (its per-parameter Fisher is ~1e-5 … 1e-7, so λ = 1 does nothing)",
+    )
     gamma: float = Field(1.0, ge=0, le=1, description="decay γ: F̃_t = γ F̃_{t−1} + F_t")
     fisher: Literal["empirical", "sampled"] = "empirical"
     fisher_utterances: int = Field(64, ge=1, description="training utterances (batches of one) behind F_t")
