@@ -48,7 +48,7 @@ class IHRConfig(StrategySettings):
     curvature_batches: int = Field(8, ge=1, description="training batches used to collect a task's factors")
     curvature_batch_size: int = Field(8, ge=1)
     curvature_bf16: bool = Field(
-        True, description="collect factors under bfloat16 autocast (2.4× faster on CPU; factors within ~4 % of fp32)"
+        True, description="collect factors under bfloat16 autocast (1.7× faster on CPU; factors within ~4 % of fp32)"
     )
     cg_tolerance: float = Field(1e-6, gt=0, description="relative residual at which CG stops (past: exact)")
     cg_max_iterations: int = Field(200, ge=1)
