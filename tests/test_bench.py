@@ -176,3 +176,19 @@ def test_demo_runs_every_strategy_and_writes_the_report(tmp_path, tiny_checkpoin
     text = (report / "README.md").read_text()
     assert comparison_markdown(runs) in text and "telephone" in text
     assert read_run("ft", tmp_path / "demo" / "ft").matrix == runs[0].matrix
+
+
+def test_breath_variants_are_refused_as_not_reproducible():
+    with pytest.raises(VoiceError, match="f3.*breath"):
+        synthesize(Voice(engine="espeak", name="en-029+f3"), "Hello.")
+
+
+def test_default_espeak_voices_are_reproducible_over_many_sentences(tmp_path):
+    """Breath-noise variants diverged between two runs only after ~100 sentences: make 120."""
+    from clasr.bench.default import DOMAINS
+
+    voices = tuple({v for d in DOMAINS.values() for v in d.voices if v.engine == "espeak"})
+    spec = BenchmarkSpec(domains=(_domain("many", voices=voices, train=110, dev=0, test=10),))
+    first, second = make_benchmark(spec, tmp_path / "a")[0], make_benchmark(spec, tmp_path / "b")[0]
+    for row in map(json.loads, open(f"{first.folder}/metadata.jsonl")):
+        assert open(f"{first.folder}/{row['file_name']}", "rb").read() == open(f"{second.folder}/{row['file_name']}", "rb").read()

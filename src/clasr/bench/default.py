@@ -25,15 +25,15 @@ DOMAINS: dict[str, DomainSpec] = {
     for d in (
         DomainSpec(
             name="scottish", description="Scottish English accent (formant synthesis)", topic="travel",
-            voices=_espeak("en-gb-scotland", ("m1", "f2", "m3", "f4")), train=96, dev=24, test=32,
+            voices=_espeak("en-gb-scotland", ("m1", "f1", "m3", "f4")), train=96, dev=24, test=32,
         ),
         DomainSpec(
             name="caribbean", description="Caribbean English accent (formant synthesis)", topic="shipping",
-            voices=_espeak("en-029", ("m2", "f1", "m4", "f3")), train=96, dev=24, test=32,
+            voices=_espeak("en-029", ("m2", "f4", "m4", "f1")), train=96, dev=24, test=32,
         ),
         DomainSpec(
             name="new_york", description="New York City accent (formant synthesis)", topic="finance",
-            voices=_espeak("en-us-nyc", ("m5", "f5", "m6", "f2")), train=96, dev=24, test=32,
+            voices=_espeak("en-us-nyc", ("m5", "f1", "m6", "f4")), train=96, dev=24, test=32,
         ),
         DomainSpec(
             name="telephone", description="phone call: 8 kHz band-limited μ-law channel with line noise",

@@ -9,7 +9,9 @@ and Apache-2.0):
   samples arriving in a callback. The library keeps state from one sentence to the next
   (the same text twice in one process differs by a few samples; ``espeak_ng_SetRandSeed``
   and re-initialising do not reset it), so its output is reproducible only as a sequence
-  from a fresh process: the generator makes each domain in a process of its own. Formant synthesis: robotic, but with many English accents
+  from a fresh process: the generator makes each domain in a process of its own. Variants
+  with ``breath`` noise (f2, f3, f5) differ even then, from about the 100th sentence on, so
+  they are refused. Formant synthesis: robotic, but with many English accents
   (``en-gb-scotland``, ``en-029``, ``en-us-nyc``, …) and voice variants (``+f3``, ``+m2``).
 - **hibari** (``hibari-tts``): a small neural voice, ``heart`` (American, female), with
   American or British spelling-to-sound rules and a speed control; deterministic for a
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -94,6 +97,7 @@ class _Espeak:
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
         self._declare_signatures()
         data = espeakng_loader.get_data_path().encode()
+        self._variants = Path(data.decode()) / "voices" / "!v"
         self.sample_rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0)
         if self.sample_rate <= 0:
             raise VoiceError(f"eSpeak NG failed to initialise (data at {data.decode()})")
@@ -115,12 +119,24 @@ class _Espeak:
             ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
         ]
 
+    def _check_reproducible(self, name: str) -> None:
+        """Refuse variants with ``breath`` noise: their samples differ from run to run (after
+        about 100 sentences in one process), so a benchmark made with them is not reproducible."""
+        _, _, variant = name.partition("+")
+        path = self._variants / variant
+        if variant and path.is_file():
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if any(line.split()[:1] == ["breath"] for line in lines):
+                raise VoiceError(f"eSpeak NG variant {variant!r} adds breath noise that is not reproducible; "
+                                 "choose one without it (e.g. m1–m7, f1, f4)")
+
     def _collect(self, samples, count, events) -> int:
         if count > 0:
             self._chunks.append(np.ctypeslib.as_array(samples, shape=(count,)).copy())
         return 0  # 0 = continue synthesis
 
     def speak(self, voice: Voice, text: str) -> tuple[np.ndarray, int]:
+        self._check_reproducible(voice.name)
         if self._lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
             raise VoiceError(f"eSpeak NG has no voice {voice.name!r}")
         for parameter, value in (
