@@ -45,7 +45,9 @@ class IHRConfig(StrategySettings):
     past: Literal["last", "sum", "exact"] = "last"
     damping: float = Field(1e-3, ge=0, description="relative damping ρ (× each factor's mean eigenvalue, π-split)")
     fisher: Literal["empirical", "sampled"] = "empirical"
-    curvature_batches: int = Field(8, ge=1, description="training batches used to collect a task's factors")
+    curvature_batches: int = Field(
+        4, ge=1, description="training batches used to collect a task's factors (4 and 8 gave identical dev WER)"
+    )
     curvature_batch_size: int = Field(8, ge=1)
     curvature_bf16: bool = Field(
         True, description="collect factors under bfloat16 autocast (1.7× faster on CPU; factors within ~4 % of fp32)"
