@@ -133,7 +133,7 @@ def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec, settings: dict
 def _settings_line(settings: dict) -> str:
     model, train = settings["model"], settings["train"]
     return (
-        f"Model {model['name']} with a {model['window_seconds']:g} s encoder window (Whisper's own is 30 s; a shorter "
+        f"Model {model['name']}, encoder window {model['window_seconds']:g} s (Whisper's own is 30 s; a shorter "
         "one handicaps the foundation model on real speech, and any fine-tuning first recovers that, which "
         f"hides forgetting of the real set); learning rate {train['learning_rate']:g}, {train['epochs']} epochs, "
         f"batch {train['batch_size']}, bf16 autocast {'on' if train.get('bf16') else 'off'}."
