@@ -50,8 +50,6 @@ class TaskContext:
 class Strategy:
     """Base class: plain sequential fine-tuning (every hook does nothing)."""
 
-    name = "ft"
-
     def before_task(self, model: torch.nn.Module, task: TaskContext) -> None:
         """Called with θ_{t−1} before training on ``task``."""
 

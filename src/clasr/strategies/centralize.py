@@ -44,8 +44,6 @@ class CentralizeConfig(StrategySettings):
 class Centralization(Strategy):
     """Per-task adapters from a frozen base; their updates averaged into the base every K tasks."""
 
-    name = "centralize"
-
     def __init__(self, config: CentralizeConfig):
         self.config = config
         self.base: dict[str, torch.Tensor] = {}

@@ -138,8 +138,6 @@ def whisper_examples(
 class ElasticWeightConsolidation(Strategy):
     """Online EWC: a quadratic pull towards θ_{t−1}, weighted by the accumulated diagonal Fisher."""
 
-    name = "ewc"
-
     def __init__(self, config: EWCConfig):
         self.config = config
         self.fisher: dict[str, torch.Tensor] = {}  # F̃ after the last finished task

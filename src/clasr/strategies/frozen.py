@@ -41,8 +41,6 @@ def frozen_modules(model: torch.nn.Module, part: str) -> list[torch.nn.Module]:
 class FrozenPart(Strategy):
     """Fine-tune one part of the model, the other frozen."""
 
-    name = "frozen"
-
     def __init__(self, config: FrozenPartConfig):
         self.config = config
 

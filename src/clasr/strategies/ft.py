@@ -17,7 +17,5 @@ class FineTuneConfig(StrategySettings):
 class FineTune(Strategy):
     """Sequential fine-tuning: the fine-tuned model of each task is deployed as it is."""
 
-    name = "ft"
-
     def __init__(self, config: FineTuneConfig):
         self.config = config

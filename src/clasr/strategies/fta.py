@@ -41,8 +41,6 @@ def averaging_weight(config: FineTuneAverageConfig, task_index: int) -> float:
 class FineTuneAverage(Strategy):
     """Fine-tune on each task, then average with the previous model."""
 
-    name = "fta"
-
     def __init__(self, config: FineTuneAverageConfig):
         self.config = config
         self.previous: dict[str, torch.Tensor] = {}

@@ -111,8 +111,6 @@ def rescale(X: torch.Tensor, dW: torch.Tensor, alpha: float) -> torch.Tensor:
 class InverseHessianRegularization(Strategy):
     """IHR merging after every task, with the K-FAC factors of past tasks."""
 
-    name = "ihr"
-
     def __init__(self, config: IHRConfig):
         self.config = config
         self.past: list[KFACFactors] = []  # last: [t−1]; sum: [Σ_k]; exact: [1, …, t−1]

@@ -38,8 +38,6 @@ def all_tasks_so_far(task: TaskContext) -> list[Utterance]:
 class JointTraining(Strategy):
     """Train each task on the union of all training sets so far."""
 
-    name = "joint"
-
     def __init__(self, config: JointConfig):
         self.config = config
 

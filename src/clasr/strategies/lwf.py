@@ -54,8 +54,6 @@ def distillation_loss(
 class LearningWithoutForgetting(Strategy):
     """Distil the previous model's decoder distribution on the new task's data."""
 
-    name = "lwf"
-
     def __init__(self, config: LwFConfig):
         self.config = config
         self.teacher: torch.nn.Module | None = None

@@ -66,8 +66,6 @@ def stored_facts(utterances: Sequence[Utterance]) -> dict:
 class ExperienceReplay(Strategy):
     """Train on each task together with a reservoir-sampled memory of the earlier ones."""
 
-    name = "er"
-
     def __init__(self, config: ExperienceReplayConfig):
         self.config = config
         self.memory: list[tuple[int, int]] = []  # (1-based task index, index in its training set)

@@ -39,8 +39,6 @@ class AdapterSwapConfig(StrategySettings):
 class AdapterSwap(Strategy):
     """Per-task updates from a fixed base, applied only to their own task's sets."""
 
-    name = "swap"
-
     def __init__(self, config: AdapterSwapConfig):
         self.config = config
         self.base: dict[str, torch.Tensor] = {}
