@@ -84,6 +84,15 @@ def trainable_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
+def reset_to_base(model: torch.nn.Module, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Load the fixed base into ``model`` and return it; an empty ``base`` is first taken from
+    the model (a snapshot of its trainable parameters: the foundation model, on task 1)."""
+    base = base or trainable_snapshot(model)
+    interpolate_(model, base, 0.0)
+    return base
+
+
+@torch.no_grad()
 def update_from(model: torch.nn.Module, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """θ − base for every parameter named in ``base`` that changed (a task's update)."""
     current = dict(model.named_parameters())

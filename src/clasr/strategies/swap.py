@@ -22,7 +22,7 @@ from clasr.strategies.base import (
     StrategySettings,
     TaskContext,
     interpolate_,
-    trainable_snapshot,
+    reset_to_base,
     update_from,
 )
 
@@ -44,11 +44,8 @@ class AdapterSwap(Strategy):
         self.base: dict[str, torch.Tensor] = {}
         self.updates: dict[str, dict[str, torch.Tensor]] = {}  # task name → parameter → ΔW
 
-    @torch.no_grad()
     def before_task(self, model: torch.nn.Module, task: TaskContext) -> None:
-        if not self.base:
-            self.base = trainable_snapshot(model)
-        interpolate_(model, self.base, 0.0)
+        self.base = reset_to_base(model, self.base)
 
     @torch.no_grad()
     def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
