@@ -295,7 +295,7 @@ class _DatasetReader:
         """The selected utterances, in manifest order; fills in the report."""
         candidates = [
             utterance
-            for item in _read_rows(self.source)
+            for item in read_manifest_rows(self.source)
             if (utterance := self._row_to_utterance(item)) is not None
         ]
         selected = self._skip_and_cap(candidates)
@@ -381,8 +381,9 @@ class _DatasetReader:
         return selected
 
 
-def _read_rows(source: Path) -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
-    """(row number, column values) per non-blank manifest row, or a bad_syntax BadRow."""
+def read_manifest_rows(source: Path) -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
+    """(row number, column values) per non-blank row of a metadata.jsonl or metadata.csv, or a
+    bad_syntax BadRow (invalid UTF-8, JSON or CSV, a JSON line that is not an object)."""
     return _read_jsonl(source) if source.name == JSONL_MANIFEST else _read_csv(source)
 
 

@@ -26,6 +26,7 @@ import soundfile as sf
 
 from clasr.atomic import atomic_path
 from clasr.data.audio import TARGET_SAMPLE_RATE, load_audio
+from clasr.data.manifest import BadRow, read_manifest_rows
 from clasr.transforms.chain import TransformStep, apply_chain, describe, parse_chain
 
 METADATA_FILE = "metadata.jsonl"
@@ -110,23 +111,18 @@ def utterance_rng(seed: int, file_name: str) -> np.random.Generator:
 
 
 def _read_metadata(path: Path) -> Iterator[_Row]:
-    """The rows of a metadata.jsonl, blank lines skipped; a ValueError names the file and line
-    of a row that is not a JSON object or lacks a ``file_name`` string or ``text``."""
+    """The rows of a metadata.jsonl (read by the manifest reader); a ValueError names the
+    file and line of a row that is not valid JSON, not an object, or lacks a ``file_name``
+    string or ``text``."""
     if not path.is_file():
         raise ValueError(f"{path}: no such metadata file")
-    with path.open(encoding="utf-8-sig") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                values = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path} line {number}: invalid JSON: {error.msg}") from None
-            if not isinstance(values, dict):
-                raise ValueError(f"{path} line {number}: expected a JSON object")
-            if not isinstance(values.get("file_name"), str) or "text" not in values:
-                raise ValueError(f"{path} line {number}: needs a file_name string and a text")
-            yield _Row(number, values)
+    for item in read_manifest_rows(path):
+        if isinstance(item, BadRow):
+            raise ValueError(f"{path} line {item.row}: {item.detail}")
+        number, values = item
+        if not isinstance(values.get("file_name"), str) or "text" not in values:
+            raise ValueError(f"{path} line {number}: needs a file_name string and a text")
+        yield _Row(number, values)
 
 
 def _check_folders(source: Path, output: Path) -> None:
