@@ -158,7 +158,7 @@ def compare(
     if markdown:
         print(comparison_markdown(runs))
         return
-    Console(width=max(stdout.width, 100)).print(comparison_table(runs, "WER % per run — row: after training through that task"))
+    _print_wide(comparison_table(runs, "WER % per run — row: after training through that task"))
 
 
 bench_app = typer.Typer(help="The built-in synthetic multi-domain benchmark.", no_args_is_help=True)
@@ -176,25 +176,39 @@ def _read_yaml(path: Path):
         _fail(f"{path}: {error}")
 
 
+def _benchmark_spec(path: Optional[Path], default):
+    """The spec in the YAML file ``path`` (``default`` when None); a clean error naming the key."""
+    from pydantic import ValidationError
+
+    from clasr.bench.spec import BenchmarkSpec
+    from clasr.experiment.config import format_validation_error
+
+    if path is None:
+        return default
+    try:
+        return BenchmarkSpec.model_validate(_read_yaml(path))
+    except ValidationError as error:
+        _fail(format_validation_error(str(path), error))
+
+
+def _print_wide(table: Table) -> None:
+    """Logs and narrow terminals: wrap a wide table rather than truncate its cells."""
+    Console(width=max(stdout.width, 100)).print(table)
+
+
 @bench_app.command("make")
 def bench_make(
     spec: Optional[Path] = typer.Option(None, help="benchmark spec YAML (default: the built-in benchmark)"),
     cache: Optional[Path] = typer.Option(None, help="where domains are generated (default: $CLASR_CACHE/bench or ~/.cache/clasr/bench)"),
 ) -> None:
     """Generate the synthetic benchmark (voices × topics × channels) once; reuse what exists."""
-    from pydantic import ValidationError
-
     from clasr.bench.default import DEFAULT_SPEC
     from clasr.bench.generate import GenerationError, make_benchmark
-    from clasr.bench.spec import BenchmarkSpec
     from clasr.bench.voices import VoiceError
-    from clasr.experiment.config import format_validation_error
 
+    chosen = _benchmark_spec(spec, DEFAULT_SPEC)
     try:
-        chosen = DEFAULT_SPEC if spec is None else BenchmarkSpec.model_validate(_read_yaml(spec))
         summaries = make_benchmark(chosen, cache)
-    except ValidationError as error:
-        _fail(format_validation_error(str(spec), error))
     except (VoiceError, GenerationError) as error:
         _fail(str(error))
     table = Table(title="benchmark domains")
@@ -249,28 +263,22 @@ def demo(
 ) -> None:
     """The built-in benchmark end to end: tiny.en adapted domain after domain with each strategy,
     one table side by side, and a report (Markdown + plots). Re-running resumes."""
-    from pydantic import ValidationError
-
     from clasr.bench.default import DEMO_SPEC, DEMO_STRATEGIES
-    from clasr.bench.spec import BenchmarkSpec
     from clasr.bench.demo import bundled_real_speech, run_demo, write_report
     from clasr.bench.generate import GenerationError
     from clasr.bench.voices import VoiceError
-    from clasr.experiment.config import ConfigError, format_validation_error
+    from clasr.experiment.config import ConfigError
     from clasr.models.errors import ModelError
     from clasr.report.comparison import comparison_table
 
+    chosen = _benchmark_spec(spec, DEMO_SPEC)
     try:
-        chosen = DEMO_SPEC if spec is None else BenchmarkSpec.model_validate(_read_yaml(spec))
         real = real_speech or bundled_real_speech()
         runs = run_demo(output, tuple(strategies or DEMO_STRATEGIES), chosen, real_general=real)
-    except ValidationError as error:
-        _fail(format_validation_error(str(spec), error))
     except (ConfigError, DataError, ModelError, AudioError, VoiceError, GenerationError) as error:
         _fail(str(error))
     report = write_report(runs, chosen, output)
-    wide = Console(width=max(stdout.width, 100))  # logs and narrow terminals: wrap rather than truncate
-    wide.print(comparison_table(runs, "WER % per strategy — row: after training through that task"))
+    _print_wide(comparison_table(runs, "WER % per strategy — row: after training through that task"))
     console.print(f"report: {report / 'README.md'} (plots beside it); runs: {output}/<strategy>/")
 
 

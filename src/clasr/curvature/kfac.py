@@ -109,7 +109,7 @@ class KFACCollector:
     sequence kind. Each :meth:`step` installs the hooks, runs one forward/backward pass and
     removes them; the model's parameters, their ``.grad`` and ``requires_grad`` are left
     as they were. Each batch's products are computed in float32 (twice as fast as float64 on
-a CPU, relative error ~1e-7) and summed across batches in float64.
+    a CPU, relative error ~1e-7) and summed across batches in float64.
     """
 
     def __init__(self, layers: dict[str, nn.Linear], kinds: dict[str, str]):
