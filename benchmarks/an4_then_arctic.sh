@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# The AN4 → CMU ARCTIC example with each strategy, then its tables in Markdown (for docs/benchmarks.md).
-# Needs ../shared/data (see examples/an4_then_arctic.yaml). Usage: bash benchmarks/an4_then_arctic.sh [strategies…]
+# The AN4 → CMU ARCTIC example with each named variant (see variants.sh), then its table in
+# Markdown (for docs/benchmarks.md). Needs ../shared/data (see examples/an4_then_arctic.yaml).
+#   bash benchmarks/an4_then_arctic.sh [NAME ...]        # default: ft fta; 10–19 min each on 2 cores
+# Every run after the first reuses the foundation row of $FOUNDATION (default: the ft run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
-strategies=("${@:-ft fta}")
-for strategy in ${strategies[@]}; do
-  out=results/an4_then_arctic-$strategy
+CLASR=${CLASR:-.venv/bin/clasr}
+FOUNDATION=${FOUNDATION:-results/an4_then_arctic-ft}
+source benchmarks/variants.sh
+NAMES=("${@:-ft fta}")
+for name in ${NAMES[@]}; do
+  out=results/an4_then_arctic-$name
+  reuse=()
+  [ -f "$FOUNDATION/metrics.json" ] && [ "$FOUNDATION" != "$out" ] && reuse=(--foundation-from "$FOUNDATION")
   start=$(date +%s)
-  .venv/bin/clasr run examples/an4_then_arctic.yaml --strategy "$strategy" --output "$out" >/dev/null
-  echo "## $strategy (wall time $(( $(date +%s) - start )) s, including resumed work)"
-  .venv/bin/clasr show --markdown "$out"
-  .venv/bin/python -c "import json,sys; t=json.load(open('$out/timings.json')); print(json.dumps([r['train'] for r in t['rows'] if r['train']], indent=1))"
+  # shellcheck disable=SC2086
+  $CLASR run examples/an4_then_arctic.yaml --output "$out" "${reuse[@]}" ${VARIANT_ARGS[$name]} > "$out.log" 2>&1 \
+    || { echo "$name failed: see $out.log"; continue; }
+  echo "## $name (wall time $(( $(date +%s) - start )) s, including resumed work)"
+  $CLASR show --markdown "$out"
 done

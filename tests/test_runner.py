@@ -7,6 +7,7 @@ import yaml
 from clasr.experiment import runner
 from clasr.experiment.config import ConfigError, load_config, parse_config
 from clasr.experiment.runner import run_experiment
+from clasr.report.markdown import matrix_markdown
 from clasr.report.results import read_results
 from conftest import write_dataset
 
@@ -189,6 +190,14 @@ def test_runs_with_an_adapter_per_task(tmp_path, tiny_checkpoint, strategy, adap
         assert 0.0 <= facts["update_sparsity_below_1e-3"] <= 1.0
     if strategy["name"] == "centralize":
         assert [r["strategy"]["deployed"] for r in rows[1:]] == ["base + this task's update", "centralized base"]
+        matrix, _ = read_results(tmp_path / "out")
+        assert [(v["after_row"], v["row_labels"]) for v in matrix["views"]] == [
+            (2, ["b: its adapter before centralization"])
+        ]
+        assert len(matrix["wer"]) == 3  # the view is not a row of the metrics' matrix
+        assert "↳ b: its adapter before centralization" in (tmp_path / "out" / "matrix_wer.csv").read_text()
+        assert "| ↳ b: its adapter before centralization |" in matrix_markdown(matrix)
+        assert (tmp_path / "out" / "hyps" / "row2_view" / "test_b.jsonl").exists()
     from transformers import WhisperForConditionalGeneration
 
     saved = tmp_path / "out" / "adapters" / "task1_a"

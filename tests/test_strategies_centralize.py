@@ -55,6 +55,7 @@ def test_centralization_averages_products_not_factors(model):
     facts = strategy.after_task(model, _task(1))
     assert facts["deployed"] == "base + this task's update"
     assert torch.allclose(model.get_submodule(LAYER).weight, base + scale * B1 @ A1, atol=1e-6)
+    assert strategy.extra_view(model) is None  # the row already is task 1's adapter
 
     strategy.before_task(model, _task(2))  # the second adapter starts from the base, not from task 1's model
     assert torch.equal(model.get_submodule(LAYER).weight, base)
@@ -66,6 +67,13 @@ def test_centralization_averages_products_not_factors(model):
     factors = base + scale * ((B1 + B2) / 2) @ ((A1 + A2) / 2)
     assert torch.allclose(merged, products, atol=1e-6)
     assert not torch.allclose(merged, factors, atol=1e-3)
+
+    label, deployed = strategy.extra_view(model)  # task 2's own adapter, before centralization
+    assert label == "t2: its adapter before centralization"
+    with deployed:
+        assert torch.allclose(model.get_submodule(LAYER).weight, base + scale * B2 @ A2, atol=1e-6)
+    assert torch.equal(model.get_submodule(LAYER).weight, merged)
+    assert strategy.extra_view(model) is None  # offered once
 
 
 def test_centralization_state_survives_a_resume(model):

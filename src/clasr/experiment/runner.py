@@ -99,10 +99,18 @@ def _copy_foundation_hypotheses(source: Path, out: Path) -> None:
 
 
 def evaluate_row(
-    bundle: WhisperBundle, sets: ExperimentSets, config: ExperimentConfig, out: Path, row: int, strategy: Strategy
+    bundle: WhisperBundle,
+    sets: ExperimentSets,
+    config: ExperimentConfig,
+    out: Path,
+    row: int,
+    strategy: Strategy,
+    view: bool = False,
 ) -> dict:
     """Score every evaluation set with the current model, as the strategy deploys it for that
-    set (:meth:`Strategy.scoring`); hypothesis files under ``hyps/row<i>/``."""
+    set (:meth:`Strategy.scoring`); hypothesis files under ``hyps/row<i>/`` (``row<i>_view/``
+    for the strategy's extra view of the row)."""
+    name = f"row{row}_view" if view else f"row{row}"
     cells = {}
     for eval_set in sets.evaluation:
         with strategy.scoring(bundle.model, eval_set.key):
@@ -112,12 +120,12 @@ def evaluate_row(
                 eval_set.normalizer,
                 config.evaluation.batch_size,
                 config.evaluation.limits,
-                description=f"row {row} {eval_set.key}",
+                description=f"{name} {eval_set.key}",
             )
-        write_hypotheses(out / "hyps" / f"row{row}" / f"{eval_set.key.replace('/', '_')}.jsonl", result.rows)
+        write_hypotheses(out / "hyps" / name / f"{eval_set.key.replace('/', '_')}.jsonl", result.rows)
         cells[eval_set.key] = result.summary()
         console.print(
-            f"row {row} {eval_set.key}: WER {100 * result.score.wer:.2f}%  CER {100 * result.score.cer:.2f}%"
+            f"{name} {eval_set.key}: WER {100 * result.score.wer:.2f}%  CER {100 * result.score.cer:.2f}%"
             f"  ({len(eval_set.utterances)} utt, {result.seconds:.1f}s, {result.token_limit_hits} at token limit)"
         )
     return cells
@@ -265,6 +273,11 @@ def run_experiment(config: ExperimentConfig, foundation_from: Path | None = None
             row.update(run_task(bundle, strategy, sets, config, accelerator, index, out))
         if main:
             row["cells"] = evaluate_row(bundle, sets, config, out, index, strategy)
+            view = strategy.extra_view(bundle.model) if index > 0 else None
+            if view is not None:
+                label, deployed = view
+                with deployed:
+                    row["view"] = {"label": label, "cells": evaluate_row(bundle, sets, config, out, index, strategy, True)}
             row["seconds"] = time.perf_counter() - start
             state.rows.append(row)
             commit(out, state, bundle.model if index > 0 else None, strategy.state_dict())

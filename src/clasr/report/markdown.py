@@ -16,9 +16,9 @@ def matrix_markdown(matrix: dict, rate: str = "wer") -> str:
     WER cells carry their 95 % bootstrap interval in parentheses."""
     header = ["row", *matrix_columns(matrix)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    rows = matrix_rows(matrix, rate)
+    rows = matrix_rows(matrix, rate, views=True)
     with_ci = rate == "wer" and "wer_ci95" in matrix
-    intervals = matrix_rows(matrix, rate, "wer_ci95") if with_ci else [(l, [None] * len(c)) for l, c in rows]
+    intervals = matrix_rows(matrix, rate, "wer_ci95", views=True) if with_ci else [(l, [None] * len(c)) for l, c in rows]
     for (label, values), (_, cis) in zip(rows, intervals):
         lines.append("| " + " | ".join([label, *(_with_ci(v, c) for v, c in zip(values, cis))]) + " |")
     return "\n".join(lines)

@@ -1,8 +1,10 @@
 """The plain files of a results directory, derived from the committed run state.
 
     matrix.json        row labels, task and general-set names, WER / CER / CER-nospace
-                       matrices (rows × tasks) and general-set columns, dev matrices if any, and
-                       ``wer_ci95``: each WER cell's 95 % bootstrap interval
+                       matrices (rows × tasks) and general-set columns, dev matrices if any,
+                       ``wer_ci95``: each WER cell's 95 % bootstrap interval, and ``views``: the
+                       strategy's extra labelled rows (e.g. an adapter before centralization),
+                       each placed after its row and never counted in the metrics
     matrix_wer.csv     the same WER figures as a table (one line per row of the matrix)
     matrix_cer.csv
     metrics.json       Average WER, BWT, forgetting, learning, general-set change, with the
@@ -49,6 +51,12 @@ def build_matrix(rows: list[dict], tasks: list[str], general: list[str], dev: li
         if dev:
             dev_columns = [_column(rows, f"dev/{t}", rate) for t in dev]
             matrix[f"dev_{rate}"] = [list(cells) for cells in zip(*dev_columns)]
+    views = [(i, row["view"]) for i, row in enumerate(rows) if row.get("view")]
+    if views:
+        matrix["views"] = [
+            {"after_row": i, **build_matrix([{"label": view["label"], "cells": view["cells"]}], tasks, general, [])}
+            for i, view in views
+        ]
     return matrix
 
 
@@ -70,14 +78,19 @@ def matrix_columns(matrix: dict) -> list[str]:
     return [*matrix["tasks"], *(f"general:{g}" for g in matrix["general"])]
 
 
-def matrix_rows(matrix: dict, rate: str, key: str | None = None) -> list[tuple[str, list]]:
+def matrix_rows(matrix: dict, rate: str, key: str | None = None, views: bool = False) -> list[tuple[str, list]]:
     """(row label, cells in :func:`matrix_columns` order) per row; ``key`` picks another
-    per-cell quantity of the same shape (``wer_ci95``), defaulting to ``rate``."""
+    per-cell quantity of the same shape (``wer_ci95``), defaulting to ``rate``. ``views``:
+    each extra view follows its row, labelled "↳ <label>" (tables only; row i stays row i
+    without them)."""
     key = key or rate
-    return [
-        (label, [*matrix[key][i], *(matrix[f"general_{key}"][g][i] for g in matrix["general"])])
-        for i, label in enumerate(matrix["row_labels"])
-    ]
+    extra = {view["after_row"]: view for view in matrix.get("views", [])} if views else {}
+    rows = []
+    for i, label in enumerate(matrix["row_labels"]):
+        rows.append((label, [*matrix[key][i], *(matrix[f"general_{key}"][g][i] for g in matrix["general"])]))
+        if i in extra:
+            rows.extend((f"↳ {view_label}", cells) for view_label, cells in matrix_rows(extra[i], rate, key))
+    return rows
 
 
 def matrix_csv(matrix: dict, rate: str) -> str:
@@ -85,7 +98,7 @@ def matrix_csv(matrix: dict, rate: str) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["row", *matrix_columns(matrix)])
-    for label, cells in matrix_rows(matrix, rate):
+    for label, cells in matrix_rows(matrix, rate, views=True):
         writer.writerow([label, *cells])
     return buffer.getvalue()
 

@@ -17,7 +17,7 @@ def matrix_table(matrix: dict, rate: str = "wer") -> Table:
         table.add_column(escape(task), justify="right")
     for name in matrix["general"]:
         table.add_column(escape(f"general:{name}"), justify="right", style="cyan")
-    for label, cells in matrix_rows(matrix, rate):
+    for label, cells in matrix_rows(matrix, rate, views=True):
         table.add_row(escape(label), *(percent(v) for v in cells))
     return table
 

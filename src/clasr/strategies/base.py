@@ -5,15 +5,16 @@ A strategy never re-implements training. The runner calls, for task t = 1..T:
     strategy.before_task(model, task)   # e.g. remember θ_{t−1}
     train_task(model, strategy.training_utterances(task), ..., extra_loss=strategy.extra_loss)
     strategy.after_task(model, task)    # e.g. merge θ̃_t into θ_t, collect curvature; returns facts
+    strategy.extra_view(model)          # optional second labelled row (e.g. before centralization)
 
 and saves ``strategy.state_dict()`` with each checkpoint so a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import ContextManager, Sequence
+from typing import ContextManager, Iterator, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -70,6 +71,12 @@ class Strategy:
         ``dev/<task>``); default: as it is."""
         return nullcontext()
 
+    def extra_view(self, model: torch.nn.Module) -> tuple[str, ContextManager[None]] | None:
+        """A second way to deploy the model after the task just finished, scored as an extra
+        labelled row beside the task's row: (label, context in which the model is so deployed).
+        Asked once per task, after :meth:`after_task`; default: None (no extra row)."""
+        return None
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors this strategy carries from one task to the next (saved with each checkpoint)."""
         return {}
@@ -106,3 +113,20 @@ def interpolate_(model: torch.nn.Module, previous: dict[str, torch.Tensor], alph
     for name, param in model.named_parameters():
         if name in previous:
             param.copy_(previous[name] + alpha * (param - previous[name]))
+
+
+@contextmanager
+def temporarily_loaded(
+    model: torch.nn.Module, weights: dict[str, torch.Tensor], restore: dict[str, torch.Tensor]
+) -> Iterator[None]:
+    """Within the block the named parameters hold ``weights``; afterwards ``restore``'s values."""
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            parameters[name].copy_(value)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name in weights:
+                parameters[name].copy_(restore[name])

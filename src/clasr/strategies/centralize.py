@@ -11,14 +11,17 @@ which becomes the base of the next adapters. Averaging the factors separately,
 from the merged weights, so only products are ever averaged.
 
 The model deployed after task t (row t of the WER matrix) is B + ΔW_t between
-centralizations and the new base B at a centralization; the recorded facts say which.
+centralizations and the new base B at a centralization; the recorded facts say which. At a
+centralization (K > 1) the task's own adapter on the base it was trained from, B_old + ΔW_t,
+is scored too, as an extra row labelled "<task>: its adapter before centralization", so
+every adapter and every centralized base has its row.
 Needs an ``adapter:`` section: with full fine-tuning the "update" of a task would be all
 of θ̃_t − B and the method reduces to periodic model averaging.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ContextManager, Literal
 
 import torch
 from pydantic import Field
@@ -29,6 +32,7 @@ from clasr.strategies.base import (
     TaskContext,
     interpolate_,
     reset_to_base,
+    temporarily_loaded,
     update_from,
 )
 
@@ -48,6 +52,7 @@ class Centralization(Strategy):
         self.config = config
         self.base: dict[str, torch.Tensor] = {}
         self.pending: list[dict[str, torch.Tensor]] = []  # updates of the tasks since the last centralization
+        self.uncentralized: tuple[str, dict[str, torch.Tensor]] | None = None  # (task, B_old + ΔW_t) until scored
 
     def before_task(self, model: torch.nn.Module, task: TaskContext) -> None:
         self.base = reset_to_base(model, self.base)
@@ -57,12 +62,21 @@ class Centralization(Strategy):
         self.pending.append(update_from(model, self.base))
         if len(self.pending) < self.config.every:
             return {"deployed": "base + this task's update", "pending_updates": len(self.pending)}
+        if len(self.pending) > 1:
+            self.uncentralized = (task.name, {n: self.base[n] + u for n, u in self.pending[-1].items()})
         for name in set().union(*self.pending):
             self.base[name] = self.base[name] + sum(u[name] for u in self.pending if name in u) / len(self.pending)
         averaged = len(self.pending)
         self.pending = []
         interpolate_(model, self.base, 0.0)
         return {"deployed": "centralized base", "updates_averaged": averaged}
+
+    def extra_view(self, model: torch.nn.Module) -> tuple[str, ContextManager[None]] | None:
+        if self.uncentralized is None:
+            return None
+        task, weights = self.uncentralized
+        self.uncentralized = None
+        return f"{task}: its adapter before centralization", temporarily_loaded(model, weights, self.base)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {f"base.{n}": t for n, t in self.base.items()}

@@ -12,8 +12,8 @@ fine-tuned model per task.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Literal
+from contextlib import nullcontext
+from typing import ContextManager, Literal
 
 import torch
 
@@ -23,6 +23,7 @@ from clasr.strategies.base import (
     TaskContext,
     interpolate_,
     reset_to_base,
+    temporarily_loaded,
     update_from,
 )
 
@@ -54,23 +55,12 @@ class AdapterSwap(Strategy):
         stored = sum(t.numel() for update in self.updates.values() for t in update.values())
         return {"deployed": "foundation model; each task's sets scored with its own update", "stored_values": stored}
 
-    @contextmanager
-    def scoring(self, model: torch.nn.Module, set_key: str) -> Iterator[None]:
+    def scoring(self, model: torch.nn.Module, set_key: str) -> ContextManager[None]:
         kind, _, name = set_key.partition("/")
         update = self.updates.get(name) if kind in ("test", "dev") else None
         if not update:
-            yield
-            return
-        parameters = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, delta in update.items():
-                parameters[n].add_(delta)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for n in update:
-                    parameters[n].copy_(self.base[n])
+            return nullcontext()
+        return temporarily_loaded(model, {n: self.base[n] + delta for n, delta in update.items()}, self.base)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {f"base{_SEPARATOR}{n}": t for n, t in self.base.items()}
