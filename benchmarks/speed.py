@@ -1,11 +1,14 @@
 """Training-step and decoding speed of Whisper on this machine, with in-run baselines.
 
-    .venv/bin/python benchmarks/speed.py [--model tiny.en] [--data DIR] [--steps 6]
+    .venv/bin/python benchmarks/speed.py [--model tiny.en] [--data DIR] [--steps 6] [--adapters]
 
 Prints, for the same real utterances:
 - full fine-tuning seconds per optimizer step (batch 8) in float32 and with bf16 autocast
   (ratio bf16 / fp32), and peak resident memory;
-- greedy decoding seconds per utterance at batch 1 and at batch 16 (ratio batch16 / batch1).
+- greedy decoding seconds per utterance at batch 1 and at batch 16 (ratio batch16 / batch1);
+- with ``--adapters``: for LoRA, DoRA, PiSSA (r 8, α 16), SSVD, SSVD-O (LoRA's budget) and
+  BLoRA (r 8, with its KL term) on the q and v projections, trainable parameters and bf16
+  seconds per step, as a ratio to the bf16 full fine-tuning step of the same run.
 The first step of each setting is a warm-up and is not timed.
 """
 
@@ -19,6 +22,11 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from pydantic import TypeAdapter
+
+from clasr.adapters import AdapterConfig, AdapterSettings, count_trainable
+from clasr.adapters import extra_loss as adapter_extra_loss
+from clasr.adapters.session import task_adapters
 from clasr.data.batching import SpeechCollator
 from clasr.data.manifest import Selection, read_dataset
 from clasr.evaluate import transcribe
@@ -26,6 +34,15 @@ from clasr.models.whisper import load_whisper
 from clasr.train import TrainConfig, train_task
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "arctic_kathleen_mini"
+LORA_LIKE = {"r": 8, "alpha": 16.0}
+ADAPTERS = {
+    "lora": LORA_LIKE,
+    "dora": LORA_LIKE,
+    "pissa": LORA_LIKE,
+    "ssvd": {"budget_rank": 8},
+    "ssvd_o": {"budget_rank": 8},
+    "blora": LORA_LIKE,
+}
 
 
 def peak_rss_gb() -> float:
@@ -35,9 +52,22 @@ def peak_rss_gb() -> float:
 def step_seconds(model_name: str, utterances, steps: int, bf16: bool) -> float:
     """Median seconds per optimizer step of full fine-tuning (first step excluded)."""
     bundle = load_whisper(model_name)
+    return _median_step(bundle, utterances, steps, bf16)
+
+
+def adapter_step(model_name: str, utterances, steps: int, adapter: AdapterSettings) -> tuple[int, float]:
+    """(trainable parameters, median bf16 seconds per step) with ``adapter`` injected."""
+    bundle = load_whisper(model_name)
+    with task_adapters(bundle.model, adapter, n_train=len(utterances)):
+        trainable = count_trainable(bundle.model)
+        seconds = _median_step(bundle, utterances, steps, True, lambda model, batch, logits: adapter_extra_loss(model))
+    return trainable, seconds
+
+
+def _median_step(bundle, utterances, steps: int, bf16: bool, extra_loss=None) -> float:
     collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
     config = TrainConfig(max_steps=steps + 1, batch_size=8, epochs=100, bf16=bf16, warmup_ratio=0.0)
-    stats = train_task(bundle.model, utterances, collator, config, Accelerator())
+    stats = train_task(bundle.model, utterances, collator, config, Accelerator(), extra_loss=extra_loss)
     return stats.median_step_seconds
 
 
@@ -55,6 +85,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--decode-utterances", type=int, default=32)
+    parser.add_argument("--adapters", action="store_true", help="also time every adapter against bf16 full FT")
     args = parser.parse_args()
 
     utterances, _ = read_dataset(args.data, Selection(max_duration=30.0))
@@ -74,6 +105,18 @@ def main() -> None:
         "batch16_over_batch1": round(batch16 / batch1, 3),
         "peak_rss_gb": round(peak_rss_gb(), 2),
     }
+    if args.adapters:
+        full = count_trainable(load_whisper(args.model).model)
+        figures["full_ft_trainable_parameters"] = full
+        for kind, options in ADAPTERS.items():
+            config = TypeAdapter(AdapterConfig).validate_python({"type": kind, **options})
+            trainable, seconds = adapter_step(args.model, utterances, args.steps, config)
+            figures[f"adapter_{kind}"] = {
+                "trainable_parameters": trainable,
+                "share_of_full_ft_parameters": round(trainable / full, 5),
+                "step_seconds_bf16": round(seconds, 3),
+                "over_full_ft_bf16": round(seconds / bf16, 3),
+            }
     print(json.dumps(figures, indent=2))
 
 

@@ -1,11 +1,14 @@
 """Tune a strategy's options on the demo sequence's dev splits (never the test splits).
 
     .venv/bin/python benchmarks/tune_on_dev.py ewc --grid strategy.strength=1e4,1e6 [--output results/tune]
+        [--set KEY.PATH=VALUE …] [--name PREFIX] [--foundation-from results/tune/RUN]
 
 Runs the demo's tasks in order (its model, training and evaluation settings) once per grid
 value, scoring every task's dev split, the synthetic general set's dev split and the real
 set's stand-in (the bundled ARCTIC mini set's train split), then prints one comparison table
-(Average WER, BWT, learning on dev). All runs share the first run's foundation row.
+(Average WER, BWT, learning on dev). All runs share the first run's foundation row, or that of
+``--foundation-from`` (an earlier tuning run). Runs are named ``PREFIX-<key><value>`` (PREFIX
+defaults to the strategy; name it when ``--set`` changes the method, e.g. an adapter).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def main() -> None:
     parser.add_argument("--grid", required=True, help="KEY.PATH=V1,V2,… (values read as YAML)")
     parser.add_argument("--set", dest="fixed", action="append", default=[], help="KEY.PATH=VALUE for every run")
     parser.add_argument("--output", type=Path, default=Path("results/tune"))
+    parser.add_argument("--name", help="run-name prefix (default: the strategy)")
+    parser.add_argument("--foundation-from", type=Path, help="reuse this tuning run's foundation row")
     args = parser.parse_args()
     key, _, values = args.grid.partition("=")
     fixed = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.fixed)}
@@ -37,9 +42,10 @@ def main() -> None:
     for value in values.split(","):
         base = demo_config(DEMO_SPEC, folders, args.strategy, args.output, real_general=bundled_real_speech(),
                            scored_split="dev").to_plain()
-        name = f"{args.strategy}-{key.rsplit('.', 1)[-1]}{value}"
+        name = f"{args.name or args.strategy}-{key.rsplit('.', 1)[-1]}{value}"
         plain = apply_overrides(base, {**fixed, key: yaml.safe_load(value), "output_dir": str(args.output / name)})
-        run_experiment(parse_config(plain, source="tune"), foundation_from=args.output / runs[0] if runs else None)
+        foundation = args.output / runs[0] if runs else args.foundation_from
+        run_experiment(parse_config(plain, source="tune"), foundation_from=foundation)
         runs.append(name)
     print(comparison_markdown([read_run(name, args.output / name) for name in runs]))
 
