@@ -20,6 +20,7 @@ from clasr.curvature import (
     KFACCollector,
     KFACFactors,
     collect_kfac,
+    damped_solve,
     mean_eigenvalue,
     pi_damping,
     sample_labels,
@@ -298,6 +299,16 @@ def test_solve_equals_explicit_kronecker_inverse(rank_a, rank_g):
     damped = np.kron(A.numpy() + lam_a * np.eye(3), G.numpy() + lam_g * np.eye(4))
     expected = np.linalg.solve(damped, dW.numpy().flatten(order="F")).reshape((4, 3), order="F")
     np.testing.assert_allclose(inverse.solve(dW, 0.1).numpy(), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(damped_solve(A, G, dW, 0.1).numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_cholesky_solve_falls_back_when_round_off_makes_a_block_indefinite():
+    rng = np.random.default_rng(3)
+    A, G = psd(rng, 5, 2), psd(rng, 4, 4)
+    A = A - 1e-3 * float(A.trace()) * torch.eye(5) * np.array([0, 0, 0, 0, 1])  # one eigenvalue pushed below zero
+    dW = torch.from_numpy(rng.standard_normal((4, 5)))
+    expected = EigenInverse(A, G).solve(dW, 1e-8)  # negative eigenvalue clamped, damping far below it
+    torch.testing.assert_close(damped_solve(A, G, dW, 1e-8), expected, rtol=1e-10, atol=1e-12)
 
 
 def test_pi_damping_splits_total_damping():
@@ -324,13 +335,15 @@ def test_solve_is_finite_for_degenerate_factors(seed, n_in, n_out, kind, log_sca
     A = psd(rng, n_in, min(rank, n_in), 10.0**log_scale).float()
     G = psd(rng, n_out, min(rank, n_out), 10.0**-log_scale).float()
     dW = torch.from_numpy(rng.standard_normal((n_out, n_in))).float()
-    X = EigenInverse(A, G).solve(dW, relative)
-    assert X.dtype == torch.float32 and X.shape == dW.shape and torch.isfinite(X).all()
+    for X in (EigenInverse(A, G).solve(dW, relative), damped_solve(A, G, dW, relative)):
+        assert X.dtype == torch.float32 and X.shape == dW.shape and torch.isfinite(X).all()
 
 
 def test_non_finite_factor_is_refused():
     with pytest.raises(ValueError):
         EigenInverse(torch.tensor([[float("nan")]]), torch.eye(1))
+    with pytest.raises(ValueError, match="non-finite"):
+        damped_solve(torch.tensor([[float("nan")]]), torch.eye(1), torch.ones(1, 1), 1e-3)
 
 
 # ---------------------------------------------------------------- storage and sums

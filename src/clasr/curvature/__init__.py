@@ -2,10 +2,11 @@
 
 Standalone: knows nothing about strategies. :func:`collect_kfac` measures the factors of a
 Whisper model on speech batches, :class:`KFACFactors` stores them (safetensors), and
-:class:`EigenInverse` applies (G + λ_G I)⁻¹ · (A + λ_A I)⁻¹ with π-split relative damping.
+:class:`EigenInverse` applies (G + λ_G I)⁻¹ · (A + λ_A I)⁻¹ with π-split relative damping
+(:func:`damped_solve`: the same for one update, by Cholesky).
 """
 
-from clasr.curvature.damping import DAMPING_FLOOR, EigenInverse, mean_eigenvalue, pi_damping
+from clasr.curvature.damping import DAMPING_FLOOR, EigenInverse, damped_solve, mean_eigenvalue, pi_damping
 from clasr.curvature.kfac import (
     KFACCollector,
     KFACFactors,
@@ -26,6 +27,7 @@ __all__ = [
     "KFACFactors",
     "Masks",
     "collect_kfac",
+    "damped_solve",
     "encoder_positions",
     "mean_eigenvalue",
     "pi_damping",

@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from clasr.curvature.damping import EigenInverse, mean_eigenvalue, pi_damping, psd_projection
+from clasr.curvature.damping import EigenInverse, damped_solve, mean_eigenvalue, pi_damping, psd_projection
 from clasr.curvature.kfac import KFACFactors, collect_kfac, whisper_linear_layers
 from clasr.data.batching import make_loader
 from clasr.strategies.base import Strategy, StrategySettings, TaskContext, trainable_snapshot
@@ -163,7 +163,7 @@ class InverseHessianRegularization(Strategy):
                 factors, dW, self.config.damping, summed, self.config.cg_tolerance, self.config.cg_max_iterations
             )
         else:
-            X, residual = EigenInverse(*factors[0]).solve(dW, self.config.damping), 0.0
+            X, residual = damped_solve(*factors[0], dW, self.config.damping), 0.0
         return rescale(X, dW, self.config.alpha), residual
 
     def _collect(self, model: torch.nn.Module, task: TaskContext) -> KFACFactors:
