@@ -14,8 +14,11 @@ update corrected with the K-FAC curvature of past tasks, and rescaled::
 Directions that past tasks' curvature marks as important (large eigenvalues of A, G) are
 shrunk, the others kept; the rescaling keeps the size of the step. Every other trainable
 parameter (biases, norms, convolutions, embeddings) moves by
-θ_t = θ_{t−1} + rest_α (θ̃_t − θ_{t−1}). Defaults from the paper's code: α = 1,
-rest_α = 0.5. Damping is relative to each factor's mean eigenvalue and π-split
+θ_t = θ_{t−1} + rest_α (θ̃_t − θ_{t−1}). The paper's code uses α = 1, rest_α = 0.5; the
+defaults here, α = 2 and rest_α = 1, were chosen on the built-in benchmark's dev splits
+(tiny.en): α = 1 under-learns the new task (the corrected step of the same norm carries
+less of it), α = 2 learns nearly as much as fine-tuning with no dev forgetting, α = 4
+starts forgetting. Damping is relative to each factor's mean eigenvalue and π-split
 (:mod:`clasr.curvature.damping`) instead of the reference code's fixed 1e-3.
 
 After the merge, the factors of task t are collected at θ_t on (a bounded number of
@@ -40,8 +43,8 @@ from clasr.strategies.base import Strategy, StrategySettings, TaskContext, train
 
 class IHRConfig(StrategySettings):
     name: Literal["ihr"] = "ihr"
-    alpha: float = Field(1.0, gt=0, description="step size α of the corrected Linear-weight update")
-    rest_alpha: float = Field(0.5, ge=0, le=1, description="interpolation weight of all other parameters")
+    alpha: float = Field(2.0, gt=0, description="step size α of the corrected Linear-weight update (dev-tuned)")
+    rest_alpha: float = Field(1.0, ge=0, le=1, description="interpolation weight of all other parameters (dev-tuned)")
     past: Literal["last", "sum", "exact"] = "last"
     damping: float = Field(1e-3, ge=0, description="relative damping ρ (× each factor's mean eigenvalue, π-split)")
     fisher: Literal["empirical", "sampled"] = "empirical"
