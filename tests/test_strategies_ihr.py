@@ -150,3 +150,35 @@ def test_past_modes_keep_the_right_factors_and_survive_a_resume(setting, past, k
     for mine, theirs in zip(resumed.past, strategy.past):
         assert mine.counts == theirs.counts
         assert all(torch.equal(mine.A[k], theirs.A[k]) and torch.equal(mine.G[k], theirs.G[k]) for k in mine.A)
+
+
+def test_with_an_adapter_the_correction_applies_to_the_merged_update(setting):
+    from clasr.adapters import LoRAConfig, adapter_modules
+    from clasr.adapters.session import task_adapters
+    from clasr.curvature.damping import damped_solve
+
+    model = tiny_random_whisper(seed=4).model
+    config = IHRConfig(curvature_batches=1)
+    strategy = InverseHessianRegularization(config)
+    _run_task(strategy, model, setting, 1)
+    past = strategy.past[0]
+    _, utts, collator = setting
+    task = TaskContext(2, "t2", utts, collator, seed=2)
+    strategy.before_task(model, task)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    generator = torch.Generator().manual_seed(0)
+    with task_adapters(model, LoRAConfig(type="lora", r=2), n_train=len(utts)):
+        for adapter in adapter_modules(model).values():  # stand-in for training: B moves off zero
+            adapter.lora_B.data.copy_(0.1 * torch.randn(adapter.lora_B.shape, generator=generator))
+    merged = {n: p.detach().clone() for n, p in model.named_parameters()}
+    strategy.after_task(model, task)
+    changed = {n for n in before if not torch.equal(merged[n], before[n])}
+    assert changed and all(n.endswith(("q_proj.weight", "v_proj.weight")) for n in changed)
+    for name, param in model.named_parameters():
+        if name not in changed:
+            assert torch.equal(param, before[name]), name  # nothing else moves
+            continue
+        layer = name.removesuffix(".weight")
+        dW = (merged[name] - before[name]).double()
+        X = rescale(damped_solve(past.A[layer], past.G[layer], dW, config.damping), dW, config.alpha)
+        assert torch.allclose((param.detach() - before[name]).double(), X, atol=1e-6), name

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from clasr.adapters.base import AdapterLinear, AdapterSettings
-from clasr.adapters.lora import init_lora_a
+from clasr.adapters.lora import check_rank, init_lora_a, lora_scaling
 
 
 def gaussian_kl(mean: Tensor, log_std: Tensor, prior_std: float) -> Tensor:
@@ -51,9 +51,8 @@ class BLoRALinear(AdapterLinear):
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0, prior_std: float = 1e-3,
                  init_std: float | None = None, beta: float = 1.0, n_train: int | None = None):
         super().__init__(base)
-        if not 0 < r <= min(base.in_features, base.out_features):
-            raise ValueError(f"rank {r} outside 1..{min(base.in_features, base.out_features)}")
-        self.r, self.alpha, self.scaling = r, alpha, alpha / r
+        check_rank(r, base)
+        self.r, self.alpha, self.scaling = r, alpha, lora_scaling(r, alpha, rslora=False)
         self.prior_std, self.beta, self.n_train = prior_std, beta, n_train
         log_std = math.log(prior_std if init_std is None else init_std)
         like = dict(dtype=base.weight.dtype, device=base.weight.device)

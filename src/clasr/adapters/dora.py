@@ -16,7 +16,7 @@ frozen path of the DoRA term as well; both agree without dropout).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, ClassVar, Literal
 
 from torch import Tensor, nn
 
@@ -59,6 +59,4 @@ class DoRAConfig(LoRAConfig):
     """DoRA: LoRA's settings plus a trainable magnitude per output row."""
 
     type: Literal["dora"] = "dora"  # type: ignore[assignment]
-
-    def build(self, linear: nn.Linear) -> DoRALinear:
-        return DoRALinear(linear, r=self.r, alpha=self.alpha, dropout=self.dropout, rslora=self.rslora, init=self.init)
+    module: ClassVar[Callable[..., LoRALinear]] = DoRALinear

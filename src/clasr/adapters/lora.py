@@ -13,7 +13,7 @@ Dropout acts on the adapter's input only; the frozen path sees x unchanged.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -38,6 +38,12 @@ def init_lora_a(a: Tensor, init: InitA) -> None:
         nn.init.normal_(a, std=1 / a.shape[0])
 
 
+def check_rank(r: int, base: nn.Linear) -> None:
+    """A rank-r factorisation of ``base``'s update needs 1 ≤ r ≤ min(in, out)."""
+    if not 0 < r <= min(base.in_features, base.out_features):
+        raise ValueError(f"rank {r} outside 1..{min(base.in_features, base.out_features)}")
+
+
 class LoRALinear(AdapterLinear):
     """W' = W + s·BA with B zero-initialised."""
 
@@ -46,8 +52,7 @@ class LoRALinear(AdapterLinear):
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0, dropout: float = 0.0,
                  rslora: bool = False, init: InitA = "kaiming"):
         super().__init__(base)
-        if not 0 < r <= min(base.in_features, base.out_features):
-            raise ValueError(f"rank {r} outside 1..{min(base.in_features, base.out_features)}")
+        check_rank(r, base)
         self.r, self.alpha, self.rslora = r, alpha, rslora
         self.scaling = lora_scaling(r, alpha, rslora)
         weight = base.weight
@@ -83,6 +88,7 @@ class LoRAConfig(AdapterSettings):
     dropout: float = Field(0.0, ge=0, lt=1)
     rslora: bool = False
     init: InitA = "kaiming"
+    module: ClassVar[Callable[..., LoRALinear]] = LoRALinear  # the layer it builds (DoRA: its subclass)
 
     def build(self, linear: nn.Linear) -> LoRALinear:
-        return LoRALinear(linear, r=self.r, alpha=self.alpha, dropout=self.dropout, rslora=self.rslora, init=self.init)
+        return self.module(linear, r=self.r, alpha=self.alpha, dropout=self.dropout, rslora=self.rslora, init=self.init)
