@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -115,3 +117,12 @@ def test_data_transform_writes_a_new_set_and_names_bad_steps(tmp_path):
     assert len(rows) == 3 and "telephone" in rows[0]
     bad = cli.invoke(app, ["data", "transform", str(source), str(tmp_path / "x"), "--chain", "[{type: reverb, rt60: 99}]"])
     assert bad.exit_code == 2 and "transforms.0.rt60" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_compared_runs_are_named_without_their_shared_prefix():
+    from clasr.report.comparison import run_names
+
+    assert run_names([Path("r/an4-ft"), Path("r/an4-ihr-sum")]) == ["ft", "ihr-sum"]
+    assert run_names([Path("a/ft"), Path("b/fta")]) == ["ft", "fta"]  # no shared prefix up to a "-"
+    assert run_names([Path("x-a"), Path("x-a-b")]) == ["a", "a-b"]
+    assert run_names([Path("x-")]) == ["x-"] and run_names([Path("x-"), Path("x-")]) == ["x-", "x-"]

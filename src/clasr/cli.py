@@ -145,10 +145,10 @@ def compare(
 ) -> None:
     """Runs side by side: every run's WER rows after each task, with Average WER, BWT, learning and
     time — e.g. strategies started with `clasr run … --foundation-from`."""
-    from clasr.report.comparison import comparison_markdown, comparison_table, read_run
+    from clasr.report.comparison import comparison_markdown, comparison_table, read_run, run_names
 
     try:
-        runs = [read_run(folder.name, folder) for folder in results]
+        runs = [read_run(name, folder) for name, folder in zip(run_names(results), results)]
     except (FileNotFoundError, ValueError) as error:
         _fail(str(error))
     columns = {(tuple(r.matrix["tasks"]), tuple(r.matrix["general"])) for r in runs}

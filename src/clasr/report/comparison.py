@@ -8,13 +8,14 @@ with one decimal, so the table fits an 80-column terminal for three tasks.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+from pathlib import Path
 
 from rich import box
 from rich.markup import escape
 from rich.table import Table
-
-from pathlib import Path
 
 from clasr.experiment.checkpoint import load_state
 from clasr.report.results import matrix_rows, read_results
@@ -38,6 +39,15 @@ def read_run(name: str, folder: Path) -> RunSummary:
     matrix, metrics = read_results(folder)
     seconds = sum(row.get("seconds", 0.0) for row in load_state(folder).rows[1:])
     return RunSummary(name, matrix, metrics, seconds)
+
+
+def run_names(folders: list[Path]) -> list[str]:
+    """The folders' names, less a prefix that all of them share up to a "-"
+    (``an4_then_arctic-ft``, ``an4_then_arctic-ihr`` → ``ft``, ``ihr``)."""
+    names = [Path(folder).name for folder in folders]
+    shared = os.path.commonprefix(names) if len(names) > 1 else ""
+    cut = shared.rfind("-") + 1
+    return [name[cut:] for name in names] if cut and all(name[cut:] for name in names) else names
 
 
 def _wer(value: float | None) -> str:
