@@ -23,8 +23,8 @@ def test_prompt_is_english_no_timestamps(tiny_bundle):
 
 
 def test_labels_are_decoder_inputs_shifted_and_prompt_unscored(tiny_bundle):
-    collator = SpeechCollator(tiny_bundle.feature_extractor, tiny_bundle.tokenizer, 200, lowercase_targets=True)
-    inputs, labels = collator.tokens(["HELLO THERE", "A"])
+    collator = SpeechCollator(tiny_bundle.feature_extractor, tiny_bundle.tokenizer, 200)
+    inputs, labels = collator.tokens([" hello there ", "a"])
     tok = tiny_bundle.tokenizer
     text_ids = tok.encode(" hello there", add_special_tokens=False)
     assert inputs[0, :2].tolist() == [50257, 50362]

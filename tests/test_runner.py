@@ -273,6 +273,29 @@ def test_a_bad_row_read_by_two_selections_is_counted_once(tmp_path):
     assert load_sets(config).bad_row_counts() == {"missing_file": 1}
 
 
+def test_lowercase_targets_belong_to_the_task_s_training_set(tmp_path):
+    """Replay and joint training mix tasks in one batch: each task's training utterances
+    carry its own target convention (AN4's capitals lower-cased), whatever task is current."""
+    from clasr.experiment.sets import load_sets
+
+    shouting, plain = write_dataset(tmp_path / "upper"), write_dataset(tmp_path / "plain", seed=1)
+    for manifest in (shouting / "metadata.jsonl", plain / "metadata.jsonl"):
+        manifest.write_text(manifest.read_text().replace('"text": "', '"text": "SAY '))
+    split = {"train": {"split": "train"}, "test": {"split": "test"}}
+    config = parse_config(
+        {
+            "tasks": [
+                {"name": "a", "data": str(shouting), "lowercase_targets": True, **split},
+                {"name": "b", "data": str(plain), **split},
+            ]
+        }
+    )
+    sets = load_sets(config)
+    assert all(u.text.startswith("say ") for u in sets.train["a"])
+    assert any("SAY" in u.text for u in sets.evaluation[0].utterances)  # references are left as written
+    assert all(u.text.startswith("SAY ") for u in sets.train["b"])  # only the flagged task
+
+
 def test_a_run_can_reuse_the_foundation_row_of_another_strategy(tmp_path, tiny_checkpoint, monkeypatch):
     path = _config(tmp_path, tiny_checkpoint)
     _run_row0_only(path, monkeypatch)

@@ -77,9 +77,8 @@ class SpeechBatch:
 class SpeechCollator:
     """Turns utterances into a :class:`SpeechBatch` for a model with a given encoder window.
 
-    ``lowercase_targets`` lower-cases the training transcripts (for corpora written in
-    capitals, such as AN4), and every target gets the leading space Whisper's tokenizer
-    expects after the prompt.
+    Every target gets the leading space Whisper's tokenizer expects after the prompt (a
+    task's ``lowercase_targets`` is applied when its training set is loaded, not here).
     """
 
     def __init__(
@@ -87,14 +86,12 @@ class SpeechCollator:
         feature_extractor,
         tokenizer,
         window_frames: int,
-        lowercase_targets: bool = False,
         max_target_positions: int = 448,
     ):
         self.feature_extractor = feature_extractor
         self.max_target_positions = max_target_positions
         self.tokenizer = tokenizer
         self.window_frames = window_frames
-        self.lowercase_targets = lowercase_targets
         self.prompt = prompt_ids(tokenizer)
         self.eot = tokenizer.eos_token_id
 
@@ -113,8 +110,7 @@ class SpeechCollator:
         return feats, lengths
 
     def target_ids(self, text: str) -> list[int]:
-        text = text.strip().lower() if self.lowercase_targets else text.strip()
-        return self.tokenizer.encode(" " + text, add_special_tokens=False)
+        return self.tokenizer.encode(" " + text.strip(), add_special_tokens=False)
 
     def tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder inputs and labels, right-padded with the end token (inputs) and IGNORE_INDEX (labels)."""

@@ -146,8 +146,7 @@ def run_task(
         bundle.feature_extractor,
         bundle.tokenizer,
         bundle.window_frames,
-        task.lowercase_targets,
-        bundle.model.config.max_target_positions,
+        max_target_positions=bundle.model.config.max_target_positions,
     )
     earlier = [(t.name, sets.train[t.name]) for t in config.tasks[: index - 1]]
     context = TaskContext(index, task.name, sets.train[task.name], collator, config.seed + index, earlier)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from clasr.data.manifest import BadRow, Selection, Utterance, read_dataset
@@ -69,11 +69,14 @@ def _read(folder: Path, selection: Selection, key: str, config: ExperimentConfig
 
 
 def load_sets(config: ExperimentConfig) -> ExperimentSets:
-    """Every task's train/test(/dev) selection and every general set."""
+    """Every task's train/test(/dev) selection and every general set. A task's
+    ``lowercase_targets`` applies to its training utterances here, so they keep their task's
+    target convention wherever they are trained on (replay and joint training included)."""
     sets = ExperimentSets()
     default = config.evaluation.normalizer
     for task in config.tasks:
-        sets.train[task.name] = _read(task.data, task.train, f"train/{task.name}", config, sets)
+        train = _read(task.data, task.train, f"train/{task.name}", config, sets)
+        sets.train[task.name] = [replace(u, text=u.text.lower()) for u in train] if task.lowercase_targets else train
         test = _read(task.data, task.test, f"test/{task.name}", config, sets)
         sets.evaluation.append(EvalSet(f"test/{task.name}", test, task.normalizer or default))
     for general in config.general:
