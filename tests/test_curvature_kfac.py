@@ -305,7 +305,7 @@ def test_solve_equals_explicit_kronecker_inverse(rank_a, rank_g):
 def test_cholesky_solve_falls_back_when_round_off_makes_a_block_indefinite():
     rng = np.random.default_rng(3)
     A, G = psd(rng, 5, 2), psd(rng, 4, 4)
-    A = A - 1e-3 * float(A.trace()) * torch.eye(5) * np.array([0, 0, 0, 0, 1])  # one eigenvalue pushed below zero
+    A = A - 1e-3 * float(A.trace()) * torch.diag(torch.tensor([0.0, 0, 0, 0, 1], dtype=A.dtype))  # one eigenvalue below zero
     dW = torch.from_numpy(rng.standard_normal((4, 5)))
     expected = EigenInverse(A, G).solve(dW, 1e-8)  # negative eigenvalue clamped, damping far below it
     torch.testing.assert_close(damped_solve(A, G, dW, 1e-8), expected, rtol=1e-10, atol=1e-12)
