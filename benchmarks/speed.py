@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 from accelerate import Accelerator
-
 from pydantic import TypeAdapter
 
 from clasr.adapters import AdapterConfig, AdapterSettings, count_trainable

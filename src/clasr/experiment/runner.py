@@ -270,9 +270,9 @@ def run_experiment(config: ExperimentConfig, foundation_from: Path | None = None
         if index > 0:
             row = {"label": f"after {config.tasks[index - 1].name}"}
             row.update(run_task(bundle, strategy, sets, config, accelerator, index, out))
+        view = strategy.extra_view(bundle.model)  # asked on every process, so none keeps it; scored on the main one
         if main:
             row["cells"] = evaluate_row(bundle, sets, config, out, index, strategy)
-            view = strategy.extra_view(bundle.model) if index > 0 else None
             if view is not None:
                 label, deployed = view
                 with deployed:
