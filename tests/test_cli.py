@@ -41,7 +41,7 @@ def test_show_on_a_non_results_folder_fails_clearly(tmp_path):
 
 def test_eval_then_run_then_show(tmp_path, tiny_checkpoint):
     data = write_dataset(tmp_path / "d")
-    result = cli.invoke(app, ["eval", "--model", str(tiny_checkpoint), "--data", str(data), "--window-seconds", "2",
+    result = cli.invoke(app, ["eval", "--model", str(tiny_checkpoint), "--data", str(data),  # its own 2 s window
                               "--hypotheses", str(tmp_path / "h.jsonl")])
     assert result.exit_code == 0, result.output
     assert len((tmp_path / "h.jsonl").read_text().splitlines()) == 4

@@ -10,13 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import WhisperConfig, WhisperForConditionalGeneration
+from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
 from clasr.models import whisper as whisper_module
 from clasr.models.convert import convert_ct2_whisper, whisper_config, whisper_state_dict
 from clasr.models.ct2 import CT2Model, write_ct2_model
 from clasr.models.errors import ModelError
-from clasr.models.whisper import load_whisper, resolve_model, set_encoder_window, tiny_random_whisper
+from clasr.models.whisper import (
+    load_whisper,
+    resolve_model,
+    set_encoder_window,
+    tiny_random_whisper,
+    windowed_feature_extractor,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ARCTIC = SHARED_DATA / "arctic_kathleen"
@@ -245,7 +251,25 @@ def test_saved_bundle_reloads_with_its_window(cache_dir: Path, tmp_path: Path) -
     for (name, a), b in zip(bundle.model.state_dict().items(), loaded.model.state_dict().values()):
         assert torch.equal(a, b), name
     with pytest.raises(ModelError, match="longer than the model's 2 s"):
-        load_whisper(str(tmp_path))
+        load_whisper(str(tmp_path), window_seconds=30.0)
+    assert load_whisper(str(tmp_path), window_seconds=None).window_frames == 200  # its own window
+
+
+def test_windowed_feature_extractor_gives_the_window_after_a_reload(cache_dir: Path, tmp_path: Path) -> None:
+    bundle = tiny_random_whisper(seed=1, window_seconds=2.0)
+    windowed_feature_extractor(bundle.feature_extractor, bundle.window_frames).save_pretrained(tmp_path)
+    reloaded = WhisperFeatureExtractor.from_pretrained(tmp_path)
+    for seconds in (0.7, 2.0, 3.5):  # shorter audio padded, longer cut
+        features = reloaded(np.zeros(int(16_000 * seconds), np.float32), sampling_rate=16_000, return_tensors="pt")
+        assert features.input_features.shape == (1, 80, 200)
+    audio = np.random.default_rng(0).standard_normal(16_000).astype(np.float32)
+    ours = bundle.feature_extractor(
+        audio, sampling_rate=16_000, max_length=200 * 160, truncation=True, padding="max_length", return_tensors="pt"
+    )
+    assert torch.equal(reloaded(audio, sampling_rate=16_000, return_tensors="pt").input_features, ours.input_features)
+    assert bundle.feature_extractor.chunk_length == 30  # the bundle's own is untouched
+    with pytest.raises(ModelError, match="whole number of seconds"):
+        windowed_feature_extractor(bundle.feature_extractor, 250)
 
 
 def test_set_encoder_window_to_ten_seconds(cache_dir: Path) -> None:

@@ -159,6 +159,8 @@ def test_config_errors_name_the_key_path(tmp_path):
         parse_config({"tasks": []}, "c.yaml")
     with pytest.raises(ConfigError, match="unknown_key"):
         parse_config({"tasks": [], "unknown_key": 1}, "c.yaml")
+    with pytest.raises(ConfigError, match="model.window_seconds: Value error, 2.5 s is not a whole number of seconds"):
+        parse_config({"tasks": [], "model": {"window_seconds": 2.5}}, "c.yaml")
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "missing.yaml")
 
@@ -205,6 +207,26 @@ def test_runs_with_an_adapter_per_task(tmp_path, tiny_checkpoint, strategy, adap
     assert (saved / "peft" / "adapter_config.json").exists() == (adapter["type"] == "lora")
     exported = WhisperForConditionalGeneration.from_pretrained(tmp_path / "out" / "model")
     assert not any("lora" in name for name, _ in exported.named_parameters())
+    _pipeline_transcribes_as_the_run(tmp_path / "out", tmp_path / "b", task="b")
+
+
+def _pipeline_transcribes_as_the_run(out, data, task):
+    """The exported folder alone runs in transformers' ASR pipeline (2 s window included) and,
+    decoding greedily with the run's token budget and suppressed tokens (a random model likes
+    special tokens that clasr never emits), gives the run's final hypotheses."""
+    from transformers import pipeline
+
+    from clasr.data.audio import load_audio
+    from clasr.decoding import suppressed_ids
+
+    asr = pipeline("automatic-speech-recognition", model=str(out / "model"), device="cpu")
+    eot = asr.tokenizer.eos_token_id
+    greedy = {"num_beams": 1, "max_new_tokens": 6, "suppress_tokens": suppressed_ids(asr.model, eot, first_step=False)}
+    rows = [json.loads(line) for line in (out / "hyps" / "row2" / f"test_{task}.jsonl").read_text().splitlines()]
+    for row in rows:
+        audio = load_audio(data / row["id"])
+        text = asr({"raw": audio, "sampling_rate": 16_000}, generate_kwargs=greedy)["text"]
+        assert text.strip() == row["hypothesis"], row["id"]
 
 
 def test_swap_scores_each_task_with_its_own_update_and_keeps_the_base(tmp_path, tiny_checkpoint, monkeypatch):

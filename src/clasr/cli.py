@@ -90,7 +90,9 @@ def eval_command(
     max_utterances: Optional[int] = typer.Option(None, min=1, help="score only the first N selected utterances"),
     normalizer: str = typer.Option("whisper_english", help="text normalizer before scoring"),
     batch_size: int = typer.Option(16, min=1, help="utterances decoded together"),
-    window_seconds: float = typer.Option(30.0, min=0.02, max=30.0, help="encoder window in seconds (30 = Whisper's own)"),
+    window_seconds: Optional[float] = typer.Option(
+        None, min=0.02, max=30.0, help="encoder window in seconds (default: the model's own; 30 = Whisper's)"
+    ),
     hypotheses: Optional[Path] = typer.Option(None, help="write per-utterance results to this JSONL file"),
 ) -> None:
     """Transcribe a dataset with greedy decoding and print WER / CER."""
@@ -98,13 +100,14 @@ def eval_command(
     from clasr.data.manifest import read_dataset
     from clasr.metrics.text import get_normalizer
     from clasr.models.errors import ModelError
-    from clasr.models.whisper import load_whisper
+    from clasr.models.whisper import FRAMES_PER_SECOND, load_whisper
 
     try:
         get_normalizer(normalizer)
-        selection = Selection(split=split or None, max_utterances=max_utterances, max_duration=window_seconds)
-        utterances, report = read_dataset(data, selection)
         bundle = load_whisper(model, window_seconds)
+        window = bundle.window_frames / FRAMES_PER_SECOND
+        selection = Selection(split=split or None, max_utterances=max_utterances, max_duration=window)
+        utterances, report = read_dataset(data, selection)
         if report.bad_rows:
             console.print(f"[yellow]skipped rows by reason:[/] {report.bad_counts()}")
         result = evaluate(bundle, utterances, normalizer, batch_size)

@@ -42,7 +42,17 @@ NormalizerName = Annotated[str, AfterValidator(_check_normalizer)]
 
 class ModelConfig(_Strict):
     name: str = Field("tiny.en", description="built-in name (tiny.en) or a local transformers Whisper folder")
-    window_seconds: float = Field(30.0, gt=0, le=30)
+    window_seconds: float = Field(30.0, gt=0, le=30, description="encoder window, whole seconds (30 = Whisper's own)")
+
+    @field_validator("window_seconds")
+    @classmethod
+    def _whole_seconds(cls, seconds: float) -> float:
+        if not float(seconds).is_integer():
+            raise ValueError(
+                f"{seconds:g} s is not a whole number of seconds; the exported model's feature extractor "
+                "(transformers' chunk_length) can only describe whole seconds"
+            )
+        return seconds
 
 
 class TaskConfig(_Strict):

@@ -24,7 +24,7 @@ from clasr.evaluate import evaluate, write_hypotheses
 from clasr.experiment.checkpoint import RunState, commit, load_state, restore
 from clasr.experiment.config import ConfigError, ExperimentConfig
 from clasr.experiment.sets import ExperimentSets, load_sets
-from clasr.models.whisper import WhisperBundle, load_whisper
+from clasr.models.whisper import WhisperBundle, load_whisper, windowed_feature_extractor
 from clasr.progress import console
 from clasr.report.results import write_results
 from clasr.strategies import Strategy, build_strategy
@@ -195,11 +195,12 @@ def _combined_extra_loss(strategy: Strategy, with_adapters: bool):
 
 
 def export_model(bundle: WhisperBundle, target: Path) -> None:
-    """The deployed model as a transformers checkpoint (weights, config, tokenizer, feature extractor)."""
+    """The deployed model as a transformers checkpoint (weights, config, tokenizer, and a feature
+    extractor cut to the encoder window), ready for ``pipeline("automatic-speech-recognition")``."""
     with atomic_path(target) as tmp:
         bundle.model.save_pretrained(tmp)
         bundle.tokenizer.save_pretrained(tmp)
-        bundle.feature_extractor.save_pretrained(tmp)
+        windowed_feature_extractor(bundle.feature_extractor, bundle.window_frames).save_pretrained(tmp)
 
 
 def _write_results(out: Path, state: RunState, config: ExperimentConfig) -> dict:

@@ -115,10 +115,11 @@ def _builtin_checkpoint(name: str) -> Path:
 
 
 def load_whisper(
-    name_or_path: str | os.PathLike, window_seconds: float = 30.0, dtype: torch.dtype = torch.float32
+    name_or_path: str | os.PathLike, window_seconds: float | None = 30.0, dtype: torch.dtype = torch.float32
 ) -> WhisperBundle:
     """Load a Whisper checkpoint (built-in name or local folder) in eval mode, trainable except
-    for the encoder's fixed sinusoidal positions, with its encoder window set to ``window_seconds``.
+    for the encoder's fixed sinusoidal positions, with its encoder window set to ``window_seconds``
+    (None: the checkpoint's own window, e.g. the shorter one a clasr run saved).
 
     See :func:`set_encoder_window` for what a window shorter than the checkpoint's implies.
     """
@@ -154,9 +155,11 @@ def _bundle(
     model: WhisperForConditionalGeneration,
     feature_extractor: WhisperFeatureExtractor,
     tokenizer: WhisperTokenizerFast,
-    window_seconds: float,
+    window_seconds: float | None,
 ) -> WhisperBundle:
-    """Apply the encoder window and put the model in eval mode."""
+    """Apply the encoder window (None: keep the model's own) and put the model in eval mode."""
+    if window_seconds is None:
+        window_seconds = model.config.max_source_positions * FRAMES_PER_POSITION / FRAMES_PER_SECOND
     frames = set_encoder_window(model, window_seconds)
     return WhisperBundle(model.eval(), feature_extractor, tokenizer, frames)
 
@@ -205,6 +208,22 @@ def set_encoder_window(model: WhisperForConditionalGeneration, window_seconds: f
         if isinstance(getattr(module, "config", None), WhisperConfig):
             module.config.max_source_positions = positions
     return frames
+
+
+def windowed_feature_extractor(feature_extractor: WhisperFeatureExtractor, frames: int) -> WhisperFeatureExtractor:
+    """The feature extractor to save beside a model whose encoder takes ``frames`` log-mel frames.
+
+    Its ``chunk_length`` is the window, so transformers' processors and the
+    ``automatic-speech-recognition`` pipeline pad or cut audio to exactly the frames the encoder
+    accepts. transformers takes ``chunk_length`` in whole seconds: other windows are refused.
+    """
+    seconds, rest = divmod(frames, FRAMES_PER_SECOND)
+    if rest:
+        raise ModelError(
+            f"an encoder window of {frames / FRAMES_PER_SECOND:g} s cannot be saved with its feature extractor "
+            "(transformers takes whole seconds); use a whole number of seconds"
+        )
+    return WhisperFeatureExtractor.from_dict({**feature_extractor.to_dict(), "chunk_length": seconds})
 
 
 def window_frames(window_seconds: float) -> int:
