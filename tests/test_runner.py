@@ -72,7 +72,8 @@ def test_rerun_resumes_without_recomputing(tmp_path, tiny_checkpoint, monkeypatc
     first = read_results(tmp_path / "out")
     calls = _count_training(monkeypatch)
     monkeypatch.setattr(runner, "evaluate_row", lambda *a, **k: pytest.fail("finished rows were re-evaluated"))
-    run_experiment(load_config(path))
+    monkeypatch.setattr(runner, "load_whisper", lambda *a, **k: pytest.fail("a finished run loaded the model"))
+    assert run_experiment(load_config(path)) == first[1]
     assert calls == []
     assert read_results(tmp_path / "out") == first
 

@@ -26,7 +26,7 @@ from clasr.experiment.config import ConfigError, ExperimentConfig
 from clasr.experiment.sets import ExperimentSets, load_sets
 from clasr.models.whisper import WhisperBundle, load_whisper, windowed_feature_extractor
 from clasr.progress import console
-from clasr.report.results import write_results
+from clasr.report.results import read_results, write_results
 from clasr.strategies import Strategy, build_strategy
 from clasr.strategies.base import TaskContext
 from clasr.train import train_task
@@ -240,6 +240,9 @@ def run_experiment(config: ExperimentConfig, foundation_from: Path | None = None
     sets = load_sets(config)
     fingerprints, skipped = sets.fingerprints(), sets.bad_row_counts()
     check_same_data(state, fingerprints)
+    if state.rows_done == len(config.tasks) + 1 and (out / "model").exists():
+        console.print(f"{out}: every row is done and the model exported; nothing to do")
+        return read_results(out)[1]
     reused = None
     if foundation_from is not None and not state.rows_done:
         reused = foundation_row(Path(foundation_from), config, fingerprints)
