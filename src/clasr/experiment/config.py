@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from clasr.adapters import AdapterConfig
 from clasr.data.manifest import Selection
 from clasr.decoding import DecodeLimits
-from clasr.metrics.text import NORMALIZERS
+from clasr.metrics.text import get_normalizer
 from clasr.strategies import StrategyConfig
 from clasr.strategies.ft import FineTuneConfig
 from clasr.train import TrainConfig
@@ -32,8 +32,7 @@ class _Strict(BaseModel):
 
 
 def _check_normalizer(name: str) -> str:
-    if name not in NORMALIZERS:
-        raise ValueError(f"unknown normalizer {name!r}; choose one of {sorted(NORMALIZERS)}")
+    get_normalizer(name)  # ValueError naming the valid ones
     return name
 
 
