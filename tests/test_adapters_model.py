@@ -28,6 +28,7 @@ from clasr.adapters import (
     unmerge_all,
     update_sparsity,
 )
+from clasr.adapters.blora import posterior_mean_sparsity
 
 parse = TypeAdapter(AdapterConfig).validate_python
 
@@ -219,3 +220,9 @@ def test_blora_kl_and_sparsity_in_model(model):
     adapters = adapter_modules(model).values()
     assert torch.allclose(extra_loss(model), sum(2.0 * a.kl() / 50 for a in adapters))
     assert update_sparsity(model) == 1.0  # ΔW = 0 at init
+    # Means of B are zero at init, those of A (Kaiming-uniform) almost never below 1e-3.
+    a_means = sum(a.mu_A.numel() for a in adapters)
+    b_means = sum(a.mu_B.numel() for a in adapters)
+    a_small = sum(int((a.mu_A.abs() < 1e-3).sum()) for a in adapters)
+    assert posterior_mean_sparsity(adapters) == (b_means + a_small) / (a_means + b_means)
+    assert a_small < 0.05 * a_means

@@ -191,6 +191,7 @@ def test_runs_with_an_adapter_per_task(tmp_path, tiny_checkpoint, strategy, adap
     assert facts["type"] == adapter["type"] and 0 < facts["trainable_parameters"] < 100_000
     if adapter["type"] == "blora":
         assert 0.0 <= facts["update_sparsity_below_1e-3"] <= 1.0
+        assert 0.0 < facts["posterior_mean_sparsity_below_1e-3"] < 1.0
     if strategy["name"] == "centralize":
         assert [r["strategy"]["deployed"] for r in rows[1:]] == ["base + this task's update", "centralized base"]
         matrix, _ = read_results(tmp_path / "out")

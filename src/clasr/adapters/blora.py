@@ -29,6 +29,7 @@ both it and ``beta`` are plain attributes.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import torch
@@ -94,17 +95,23 @@ class BLoRALinear(AdapterLinear):
     @torch.no_grad()
     def sparsity(self, threshold: float = 1e-3) -> dict[str, float]:
         """Shares of |ΔW| entries and of |posterior means| (A and B) below ``threshold``."""
-        means = torch.cat([self.mu_A.flatten(), self.mu_B.flatten()])
         return {"delta_w": (self.delta_weight().abs() < threshold).float().mean().item(),
-                "params": (means.abs() < threshold).float().mean().item()}
+                "params": posterior_mean_sparsity([self], threshold)}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "r": self.r, "alpha": self.alpha, "prior_std": self.prior_std,
                 "beta": self.beta, "n_train": self.n_train}
 
 
+@torch.no_grad()
+def posterior_mean_sparsity(layers: Iterable[BLoRALinear], threshold: float = 1e-3) -> float:
+    """Share of the posterior means (A and B, over all ``layers``) whose magnitude is below ``threshold``."""
+    means = [mean for layer in layers for mean in (layer.mu_A, layer.mu_B)]
+    return sum(int((mean.abs() < threshold).sum()) for mean in means) / sum(mean.numel() for mean in means)
+
+
 class BLoRAConfig(AdapterSettings):
-    """BLoRA: rank, α (s = α/r), prior σ_p, initial posterior σ (default σ_p), KL weight β."""
+    """BLoRA: rank, α (s = α/r), prior σ_p, initial posterior σ, KL weight β."""
 
     type: Literal["blora"] = "blora"
     r: int = Field(8, ge=1)

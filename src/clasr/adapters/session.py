@@ -17,7 +17,7 @@ from typing import Iterator
 from torch import nn
 
 from clasr.adapters.base import AdapterSettings
-from clasr.adapters.blora import BLoRALinear
+from clasr.adapters.blora import BLoRALinear, posterior_mean_sparsity
 from clasr.adapters.inject import (
     count_trainable,
     inject_adapters,
@@ -35,7 +35,7 @@ def task_adapters(
     """Inject ``config``'s adapters; on leaving, merge and remove them and restore which
     parameters are trainable. Yields a dict of facts, completed on leaving: adapter type,
     adapted layers, trainable parameters, per-layer settings summary (e.g. SSVD's k split),
-    and for BLoRA the sparsity of the merged update.
+    and for BLoRA the sparsity of the merged update and of the posterior means.
 
     With ``save_to``, the trained adapters are saved there before the merge:
     ``adapters.safetensors`` (clasr's format) and, for LoRA and DoRA, ``peft/`` (loadable
@@ -53,8 +53,10 @@ def task_adapters(
             for a in adapters.values()
         )
         facts["settings"] = [{**dict(key), "layers": n} for key, n in settings.items()]
-        if any(isinstance(a, BLoRALinear) for a in adapters.values()):
+        blora = [a for a in adapters.values() if isinstance(a, BLoRALinear)]
+        if blora:
             facts["update_sparsity_below_1e-3"] = update_sparsity(model)
+            facts["posterior_mean_sparsity_below_1e-3"] = posterior_mean_sparsity(blora)
         if save_to is not None:
             save_adapters(model, save_to / "adapters.safetensors", config)
             if config.type in ("lora", "dora"):
