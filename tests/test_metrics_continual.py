@@ -15,8 +15,10 @@ from clasr.metrics.continual import (
     backward_transfer,
     continual_metrics,
     forgetting,
+    forward_transfer,
     general_change,
     learning,
+    linear_weights,
 )
 
 # Three tasks. Row 0 = foundation model, row i = after training through task i;
@@ -32,6 +34,7 @@ R = [
 # forgetting  = mean(0.25 - min(0.10, 0.08), 0.08 - min(0.35, 0.12))
 #             = mean(0.17, -0.04)                                           = 0.065
 # learning    = mean(0.40 - 0.10, 0.35 - 0.12, 0.22 - 0.05) = 0.70 / 3
+# FWT         = mean(R[0][2] - R[1][2], R[0][3] - R[2][3]) = mean(0.30 - 0.35, 0.20 - 0.22) = -0.035
 GENERAL = [0.05, 0.07, 0.09, 0.11]  # general change = 0.11 - 0.05 = 0.06
 
 
@@ -61,6 +64,42 @@ def test_forgetting_ignores_the_foundation_row():
 
 def test_learning():
     assert learning(R) == pytest.approx(0.70 / 3)
+
+
+def test_forward_transfer_is_negative_when_earlier_tasks_raised_the_wer():
+    assert forward_transfer(R) == pytest.approx(-0.035)
+
+
+def test_forward_transfer_is_positive_when_earlier_tasks_helped():
+    helped = np.array(R)
+    helped[1, 1], helped[2, 2] = 0.20, 0.10  # task 2 at 0.20 (was 0.30), task 3 at 0.10 (was 0.20) before training
+    assert forward_transfer(helped) == pytest.approx(0.10)
+    assert forward_transfer([[0.4], [0.1]]) is None
+
+
+def test_forward_transfer_ignores_the_diagonal_and_later_rows():
+    changed = np.array(R)
+    changed[[1, 2, 3], [0, 1, 2]] = 0.9  # the diagonal (just trained)
+    changed[3] = 0.5  # the final row
+    assert forward_transfer(changed) == pytest.approx(-0.035)
+
+
+@pytest.mark.parametrize("metric", ["average_wer", "backward_transfer", "learning", "forward_transfer"])
+@pytest.mark.parametrize("tasks", [1, 2, 4])
+def test_linear_weights_reproduce_each_linear_metric(metric, tasks):
+    matrix = np.random.default_rng(tasks).uniform(0, 1, size=(tasks + 1, tasks))
+    weights = linear_weights(metric, tasks)
+    function = {"average_wer": average_wer, "backward_transfer": backward_transfer, "learning": learning,
+                "forward_transfer": forward_transfer}[metric]
+    if function(matrix) is None:
+        assert weights is None
+    else:
+        assert float((weights * matrix).sum()) == pytest.approx(function(matrix))
+
+
+def test_forgetting_has_no_linear_weights():
+    with pytest.raises(ValueError, match="not a linear metric"):
+        linear_weights("forgetting", 3)
 
 
 def test_general_change():

@@ -175,3 +175,25 @@ def test_counts_are_consistent(reference, hypothesis):
     assert score.ref_words - score.deletions + score.insertions == len(hypothesis.split())
     assert score.char_errors_nospace <= score.char_errors + score.ref_chars
     assert (score.word_errors == 0) == (reference.split() == hypothesis.split())
+
+
+def test_bootstrap_interval_matches_a_brute_force_loop_of_corpus_ratios():
+    """Σ errors / Σ words per resample (a mean of per-utterance ratios would differ: the
+    short utterances here have many errors, the long ones few)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    words = rng.integers(1, 30, size=35)
+    errors = np.where(words < 6, words, rng.binomial(words, 0.05))
+    from dataclasses import fields
+
+    zero = {field.name: 0 for field in fields(UtteranceScore)}
+    scores = [UtteranceScore(**{**zero, "ref_words": int(n), "word_errors": int(e)}) for n, e in zip(words, errors)]
+    low, high = bootstrap_ci(scores, n_resamples=300, seed=9)
+    draws = np.random.default_rng(9)
+    ratios = []
+    for _ in range(300):
+        index = draws.integers(0, 35, 35)
+        ratios.append(errors[index].sum() / words[index].sum())
+    assert (low, high) == pytest.approx(tuple(np.percentile(ratios, [2.5, 97.5])), rel=1e-12)
+    assert np.mean(errors / words) > high  # the mean of ratios lies outside the interval

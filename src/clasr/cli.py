@@ -29,6 +29,24 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+class _ListedSeeds(typer.core.TyperCommand):
+    """A command whose ``--seeds`` takes a list: ``--seeds 0 1 2`` reads as
+    ``--seeds 0 --seeds 1 --seeds 2`` (the integers right after the option)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        expanded, index = [], 0
+        while index < len(args):
+            arg, index = args[index], index + 1
+            if arg != "--seeds":
+                expanded.append(arg)
+                continue
+            values = []
+            while index < len(args) and args[index].isdigit():
+                values, index = [*values, args[index]], index + 1
+            expanded += [item for value in values for item in ("--seeds", value)] if values else ["--seeds"]
+        return super().parse_args(ctx, expanded)
+
+
 def _parse_set(items: list[str]) -> dict:
     """``key.path=value`` pairs; values are read as YAML (numbers, booleans, lists, mappings)."""
     import yaml
@@ -42,7 +60,7 @@ def _parse_set(items: list[str]) -> dict:
     return overrides
 
 
-@app.command()
+@app.command(cls=_ListedSeeds)
 def run(
     config: Path = typer.Argument(..., help="experiment YAML (see examples/)"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="results directory (overrides output_dir)"),
@@ -59,11 +77,16 @@ def run(
         help="reuse row 0 (the foundation model's scores) of another results directory run with the same "
         "model, evaluation and sets, instead of scoring it again",
     ),
+    seeds: Optional[list[int]] = typer.Option(
+        None, "--seeds", help="run once per seed (--seeds 0 1 2) into OUTPUT/seed<k>/, sharing the foundation row, "
+        "and write the mean over seeds with its intervals into OUTPUT/",
+    ),
 ) -> None:
     """Run a continual-learning experiment: evaluate the foundation model, then train and evaluate
     task after task. Re-running on the same output directory resumes after the last finished task."""
     from clasr.experiment.config import ConfigError, load_config
     from clasr.experiment.runner import run_experiment
+    from clasr.experiment.seeds import run_seeds
     from clasr.models.errors import ModelError
     from clasr.report.results import read_results
     from clasr.report.show import matrix_table, metrics_table
@@ -73,7 +96,10 @@ def run(
         overrides["output_dir"] = str(output)
     try:
         experiment = load_config(config, overrides, strategy)
-        run_experiment(experiment, foundation_from)
+        if seeds:
+            run_seeds(experiment, seeds, foundation_from)
+        else:
+            run_experiment(experiment, foundation_from)
     except (ConfigError, DataError, ModelError, AudioError) as error:
         _fail(str(error))
     matrix, metrics = read_results(experiment.output_dir)
@@ -145,10 +171,16 @@ def show(
 def compare(
     results: list[Path] = typer.Argument(..., help="results directories of runs over the same tasks and sets"),
     markdown: bool = typer.Option(False, "--markdown", help="a Markdown table instead of a terminal table"),
+    paired: bool = typer.Option(
+        False, "--paired", help="also test every run against the first on the same utterances (and seeds): per cell, "
+        "Average WER and BWT, paired bootstrap interval, permutation and Wilcoxon p-values, Holm, a verdict",
+    ),
 ) -> None:
-    """Runs side by side: every run's WER rows after each task, with Average WER, BWT, learning and
-    time — e.g. strategies started with `clasr run … --foundation-from`."""
+    """Runs side by side: every run's WER rows after each task, with Average WER, BWT, learning, FWT
+    (95 % intervals) and time — e.g. strategies started with `clasr run … --foundation-from`, or
+    sweeps of `clasr run … --seeds`."""
     from clasr.report.comparison import comparison_markdown, comparison_table, read_run, run_names
+    from clasr.report.paired import paired_markdown, paired_results, paired_table
 
     try:
         runs = [read_run(name, folder) for name, folder in zip(run_names(results), results)]
@@ -158,10 +190,20 @@ def compare(
     if len(columns) > 1:
         _fail("the runs score different tasks or general sets: " + "; ".join(
             f"{r.name}: {', '.join(r.matrix['tasks'] + r.matrix['general'])}" for r in runs))
+    if paired and len(runs) < 2:
+        _fail("--paired needs at least two runs")
+    try:
+        tests = [paired_results(results[0], folder) for folder in results[1:]] if paired else []
+    except (FileNotFoundError, ValueError) as error:
+        _fail(f"paired tests refused: {error}")
     if markdown:
         print(comparison_markdown(runs))
+        for run, test in zip(runs[1:], tests):
+            print(f"\n{paired_markdown(test, runs[0].name, run.name)}")
         return
     _print_wide(comparison_table(runs, "WER % per run — row: after training through that task"))
+    for run, test in zip(runs[1:], tests):
+        _print_wide(paired_table(test, runs[0].name, run.name))
 
 
 bench_app = typer.Typer(help="The built-in synthetic multi-domain benchmark.", no_args_is_help=True)

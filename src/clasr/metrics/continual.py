@@ -11,7 +11,10 @@ Conventions, used by every function here:
 - Only complete matrices are accepted: a NaN cell (a run not finished) raises ValueError.
   Metrics of an unfinished run are those of its finished prefix, which is not a matrix
   of this shape (it lacks the later tasks' columns), so they are not computed here.
-- A metric that needs a past task (BWT, forgetting) is None when T = 1.
+- A metric that needs a past task (BWT, forgetting) or a later one (FWT) is None when T = 1.
+- Every metric but forgetting is a linear combination of the cells of R (and of a general
+  set's column): :func:`linear_weights` gives its coefficients, which the paired tests use
+  to split a difference between two runs into per-utterance contributions.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "learning": (
         "plasticity = mean over j of (R[j-1][j] - R[j][j]), the WER drop while training "
         "on task j; positive = learned"
+    ),
+    "forward_transfer": (
+        "FWT = mean over j>=2 of (R[0][j] - R[j-1][j]): how much the tasks before j lowered "
+        "task j's WER before it was trained on (Lopez-Paz & Ranzato 2017, foundation model as "
+        "the baseline, sign flipped for an error rate); positive = earlier tasks helped, "
+        "negative = they hurt; None when T=1"
     ),
     "general": (
         "per held-out general set G: initial G[0], final G[T], change G[T] - G[0]; "
@@ -121,6 +130,49 @@ def learning(R: WerMatrix) -> float:
     return float((matrix[tasks, tasks] - matrix[tasks + 1, tasks]).mean())
 
 
+def forward_transfer(R: WerMatrix) -> float | None:
+    """FWT = (1/(T−1)) Σ_{j=2}^{T} (R[0][j] − R[j−1][j]); None when T = 1.
+
+    Lopez-Paz & Ranzato (2017) define FWT = (1/(T−1)) Σ_{i=2}^{T} (a_{i−1,i} − b̄_i) for an
+    accuracy a, b̄_i being the accuracy of a model that never trained (here the foundation
+    model, row 0). WER is an error, so the difference is taken the other way round:
+    positive = training on the earlier tasks lowered task j's WER before task j was
+    trained (positive transfer); negative = it raised it.
+    """
+    matrix = _validated_matrix(R)
+    tasks = _tasks(matrix)
+    if tasks < 2:
+        return None
+    later = np.arange(1, tasks)
+    return float((matrix[0, later] - matrix[later, later]).mean())
+
+
+def linear_weights(metric: str, tasks: int) -> np.ndarray | None:
+    """Coefficients W ((T+1)×T) with metric(R) = Σ W ∘ R, for the linear metrics
+    ``average_wer``, ``backward_transfer``, ``learning`` and ``forward_transfer``; None
+    where the metric is undefined (T = 1). Forgetting (a minimum) is not linear."""
+    weights = np.zeros((tasks + 1, tasks))
+    columns = np.arange(tasks)
+    if metric == "average_wer":
+        weights[tasks] = 1 / tasks
+    elif metric == "learning":
+        weights[columns, columns] += 1 / tasks
+        weights[columns + 1, columns] -= 1 / tasks
+    elif metric in ("backward_transfer", "forward_transfer"):
+        if tasks < 2:
+            return None
+        past = np.arange(tasks - 1)
+        if metric == "backward_transfer":
+            weights[past + 1, past] += 1 / (tasks - 1)
+            weights[tasks, past] -= 1 / (tasks - 1)
+        else:
+            weights[0, past + 1] += 1 / (tasks - 1)
+            weights[past + 1, past + 1] -= 1 / (tasks - 1)
+    else:
+        raise ValueError(f"{metric!r} is not a linear metric of the WER matrix")
+    return weights
+
+
 def general_change(G: Sequence[float] | np.ndarray) -> dict[str, float]:
     """One held-out general set's WER per row G[0..T]: initial G[0], final G[T], change.
 
@@ -150,5 +202,6 @@ def continual_metrics(
         "backward_transfer": backward_transfer(matrix),
         "forgetting": forgetting(matrix),
         "learning": learning(matrix),
+        "forward_transfer": forward_transfer(matrix),
         "general": {name: general_change(values) for name, values in (general or {}).items()},
     }

@@ -2,8 +2,9 @@
 
 The runs share their tasks, general sets and foundation row, which is shown once; each
 strategy then contributes one line per task (the model after training through it), its
-last line carrying Average WER, BWT, learning and the seconds its rows took. WER in %
-with one decimal, so the table fits an 80-column terminal for three tasks.
+last line carrying Average WER, BWT, learning, FWT — each with its 95 % interval over
+utterances, and for a sweep of seeds the mean ± its standard deviation over seeds — and the
+seconds its rows took. WER in % with one decimal.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from clasr.experiment.checkpoint import load_state
-from clasr.report.results import matrix_rows, read_results
+from clasr.report.results import matrix_rows, read_results, seed_folders
 
-METRIC_COLUMNS = ("Avg WER", "BWT", "learn", "time")
+METRIC_COLUMNS = ("Avg WER", "BWT", "learn", "FWT", "time")
+_METRIC_KEYS = ("average_wer", "backward_transfer", "learning", "forward_transfer")
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,11 @@ class RunSummary:
 
 
 def read_run(name: str, folder: Path) -> RunSummary:
-    """A finished run named ``name``; its seconds are those of the rows after the foundation row
-    (training, the strategy's own work, evaluation), which the runs do not share."""
+    """A finished run (or sweep of seeds) named ``name``; its seconds are those of the rows
+    after the foundation row (training, the strategy's own work, evaluation), which the runs
+    do not share, summed over a sweep's seeds."""
     matrix, metrics = read_results(folder)
-    seconds = sum(row.get("seconds", 0.0) for row in load_state(folder).rows[1:])
+    seconds = sum(row.get("seconds", 0.0) for seed in seed_folders(folder) for row in load_state(seed).rows[1:])
     return RunSummary(name, matrix, metrics, seconds)
 
 
@@ -75,9 +78,21 @@ def _metric_cells(run: RunSummary) -> list[str]:
     metrics = run.metrics
     time = f"{run.seconds:.0f}s"
     if not metrics.get("complete") or "error" in metrics:
-        return ["—", "—", "—", time]
-    return [_wer(metrics["average_wer"]), f"{100 * metrics['backward_transfer']:+.1f}",
-            _wer(metrics["learning"]), time]
+        return ["—"] * len(_METRIC_KEYS) + [time]
+    return [_metric_cell(metrics, key) for key in _METRIC_KEYS] + [time]
+
+
+def _metric_cell(metrics: dict, key: str) -> str:
+    """``value [low, high]`` (signed for the transfers), ``mean±std [low, high]`` for a sweep."""
+    value = metrics.get(key)
+    if value is None:
+        return "—"
+    text = f"{100 * value:+.1f}" if key.endswith("transfer") else _wer(value)
+    seeds = metrics.get("seeds")
+    if seeds and seeds[key]["std"] is not None:
+        text += f"±{100 * seeds[key]['std']:.1f}"
+    ci = (metrics.get("ci95") or {}).get(key)
+    return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
 def comparison_table(runs: list[RunSummary], title: str) -> Table:
@@ -85,7 +100,7 @@ def comparison_table(runs: list[RunSummary], title: str) -> Table:
     header, lines = comparison_rows(runs)
     general = set(runs[0].matrix["general"])
     table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False,
-                  caption="cyan: held-out general sets; BWT < 0: forgetting")
+                  caption="cyan: held-out general sets; BWT < 0: forgetting; [95 % interval over utterances]")
     for index, name in enumerate(header):
         table.add_column(escape(name), justify="left" if index < 2 else "right",
                          style="cyan" if index >= 2 and name in general else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clasr.report.results import matrix_columns, matrix_rows, percent
+from clasr.report.results import interval, matrix_columns, matrix_rows, percent, scalar_values
 
 
 def _with_ci(value: float | None, ci: list[float] | None) -> str:
@@ -25,18 +25,16 @@ def matrix_markdown(matrix: dict, rate: str = "wer") -> str:
 
 
 def metrics_markdown(metrics: dict) -> str:
-    """One line of figures: Average WER, BWT, forgetting, learning, general-set change (WER points)."""
+    """One line per figure: Average WER, BWT, forgetting, learning, FWT and each general set's
+    change (WER points), with the 95 % interval over utterances; for a sweep, the mean over
+    seeds, ± its standard deviation and its 95 % interval over seeds."""
     if not metrics.get("complete") or "error" in metrics:
         return "(metrics not available: run incomplete or not computable)"
-    general = "; ".join(
-        f"{name} {percent(c['initial'])} → {percent(c['final'])} ({100 * c['change']:+.2f})"
-        for name, c in (metrics.get("general") or {}).items()
-    )
-    cells = [percent(metrics[k]) for k in ("average_wer", "backward_transfer", "forgetting", "learning")]
-    return "\n".join(
-        [
-            "| Average WER | BWT | forgetting | learning | general |",
-            "|---|---|---|---|---|",
-            "| " + " | ".join([*cells, general or "—"]) + " |",
-        ]
-    )
+    seeds = metrics.get("seeds")
+    cis = metrics.get("ci95") or {}
+    header = ["metric", "mean" if seeds else "value", "95 % (utterances)", *(["± std", "95 % (seeds)"] if seeds else [])]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, value in scalar_values(metrics).items():
+        spread = [percent(seeds[key]["std"]), interval(seeds[key]["ci95"])] if seeds else []
+        lines.append("| " + " | ".join([key, percent(value), interval(cis.get(key)), *spread]) + " |")
+    return "\n".join(lines)

@@ -7,8 +7,17 @@
                        each placed after its row and never counted in the metrics
     matrix_wer.csv     the same WER figures as a table (one line per row of the matrix)
     matrix_cer.csv
-    metrics.json       Average WER, BWT, forgetting, learning, general-set change, with the
-                       definitions; ``complete: false`` until every row is finished
+    metrics.json       Average WER, BWT, forgetting, learning, FWT, general-set change, with
+                       the definitions; ``complete: false`` until every row is finished; once
+                       finished, ``ci95``: each metric's 95 % bootstrap interval over utterances
+                       (one resample of each set applied to every row; ``general/<name>``: the
+                       set's change)
+    metrics.csv        the same metrics, one line each: value and interval
+
+A sweep of seeds (``clasr run --seeds``) writes the same files in its own folder, with
+``sweep.json`` naming the seed folders: values are means over seeds, intervals those of the
+mean, and ``seeds`` in metrics.json holds each metric's per-seed values, standard deviation
+and 95 % t interval over seeds.
 
 A cell of row i for a set named s is ``rows[i]["cells"][kind + "/" + s]``, kind being
 ``test``, ``general`` or ``dev``. Rates are fractions (0.05 = 5 % WER).
@@ -23,13 +32,24 @@ from pathlib import Path
 
 from clasr.atomic import write_json, write_text
 from clasr.metrics.continual import METRIC_DEFINITIONS, continual_metrics
+from clasr.metrics.run_stats import SCALAR_METRICS, intervals
+from clasr.report.utterance_errors import UtteranceErrorsError, read_run_errors
 
 RATES = ("wer", "cer", "cer_nospace")
+SWEEP_FILE = "sweep.json"
+BOOTSTRAP_RESAMPLES = 1000
 
 
 def percent(value: float | None) -> str:
     """A rate (fraction) as percent with two decimals; "—" for a missing cell."""
     return "—" if value is None else f"{100 * value:.2f}"
+
+
+def interval(ci: list[float | None] | None, digits: int = 2) -> str:
+    """An interval of rates as "[low, high]" in percent; "—" when missing."""
+    if not ci or ci[0] is None or ci[1] is None:
+        return "—"
+    return f"[{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]"
 
 
 def _column(rows: list[dict], key: str, rate: str) -> list[float | None]:
@@ -94,13 +114,58 @@ def matrix_rows(matrix: dict, rate: str, key: str | None = None, views: bool = F
 
 
 def matrix_csv(matrix: dict, rate: str) -> str:
-    """One line per matrix row: label, each task's rate, each general set's rate."""
+    """One line per matrix row: label, each task's rate, each general set's rate; for WER,
+    then each cell's 95 % interval (``<column> ci95 low``, ``<column> ci95 high``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["row", *matrix_columns(matrix)])
-    for label, cells in matrix_rows(matrix, rate, views=True):
-        writer.writerow([label, *cells])
+    columns = matrix_columns(matrix)
+    with_ci = rate == "wer" and "wer_ci95" in matrix
+    bounds = [f"{c} ci95 {end}" for c in columns for end in ("low", "high")] if with_ci else []
+    writer.writerow(["row", *columns, *bounds])
+    rows = matrix_rows(matrix, rate, views=True)
+    cis = matrix_rows(matrix, rate, "wer_ci95", views=True) if with_ci else [(label, []) for label, _ in rows]
+    for (label, cells), (_, intervals_) in zip(rows, cis):
+        writer.writerow([label, *cells, *(bound for ci in intervals_ for bound in (ci or [None, None]))])
     return buffer.getvalue()
+
+
+def scalar_values(metrics: dict) -> dict[str, float | None]:
+    """The scalar figures of metrics.json: the continual metrics, then ``general/<name>``
+    (the set's change)."""
+    values = {key: metrics.get(key) for key in SCALAR_METRICS}
+    values.update({f"general/{name}": change["change"] for name, change in (metrics.get("general") or {}).items()})
+    return values
+
+
+def metrics_csv(metrics: dict) -> str:
+    """One line per scalar metric: value and 95 % interval over utterances; for a sweep,
+    also the standard deviation and 95 % interval over seeds."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    seeds = metrics.get("seeds")
+    writer.writerow(["metric", "value", "ci95 low", "ci95 high", *(["std over seeds", "seeds ci95 low", "seeds ci95 high"] if seeds else [])])
+    if metrics.get("complete") and "error" not in metrics:
+        for key, value in scalar_values(metrics).items():
+            ci = (metrics.get("ci95") or {}).get(key) or [None, None]
+            over_seeds = seeds[key] if seeds else None
+            writer.writerow([key, value, *ci, *([over_seeds["std"], *over_seeds["ci95"]] if seeds else [])])
+    return buffer.getvalue()
+
+
+def metric_intervals(folders: list[Path], matrix: dict) -> dict:
+    """``ci95`` of metrics.json: each scalar metric's interval over utterances (of the mean
+    over ``folders``, the seed folders), or ``{"error": why}`` when the hypothesis files are
+    unusable."""
+    try:
+        return intervals(read_run_errors(folders, matrix), BOOTSTRAP_RESAMPLES)["metrics"]
+    except UtteranceErrorsError as error:
+        return {"error": str(error)}
+
+
+def seed_folders(folder: Path) -> list[Path]:
+    """The seed folders of a sweep (named in its sweep.json), or ``[folder]`` for one run."""
+    path = Path(folder) / SWEEP_FILE
+    return [Path(folder) / name for name in _load_json(path)["folders"]] if path.exists() else [Path(folder)]
 
 
 def write_results(output_dir: Path, rows: list[dict], tasks: list[str], general: list[str], dev: list[str]) -> dict:
@@ -110,7 +175,10 @@ def write_results(output_dir: Path, rows: list[dict], tasks: list[str], general:
     for rate in ("wer", "cer"):
         write_text(output_dir / f"matrix_{rate}.csv", matrix_csv(matrix, rate))
     metrics = build_metrics(matrix)
+    if metrics["complete"] and "error" not in metrics:
+        metrics["ci95"] = metric_intervals([output_dir], matrix)
     write_json(output_dir / "metrics.json", metrics)
+    write_text(output_dir / "metrics.csv", metrics_csv(metrics))
     return metrics
 
 

@@ -1,0 +1,212 @@
+"""Intervals and paired tests of whole WER matrices, from their per-utterance word errors.
+
+A run (or a sweep of seeds) is held as :class:`RunErrors`: for each evaluated set, the
+word errors of every utterance in every row of the matrix (and every seed), and the
+utterances' reference word counts. Rows and seeds score the same utterances, so one
+bootstrap replicate resamples each set's utterances once and applies that resample to
+every row and seed (:func:`replicate_matrices`); the continual metrics of the replicate
+matrices (:mod:`clasr.metrics.continual`) give their intervals. For several seeds, the
+figure is the mean over seeds, and its interval is that of the mean.
+
+Paired comparisons (:func:`paired_comparison`) split the difference between two runs of
+each cell and each linear metric into per-utterance contributions (see
+:mod:`clasr.metrics.stats`); seeds pair with seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from clasr.metrics.continual import continual_metrics, linear_weights
+from clasr.metrics.stats import holm, percentile_interval, resample_counts, resampled_rates, sign_flip_test, wilcoxon_signed_rank
+
+# The scalar figures of a matrix with intervals: the continual metrics, then per general set.
+SCALAR_METRICS = ("average_wer", "backward_transfer", "forgetting", "learning", "forward_transfer")
+# Metrics compared by the paired tests, with whether a higher value is better.
+PAIRED_METRICS = {"average_wer": False, "backward_transfer": True}
+VERDICT_NONE = "no detectable difference at 95 %"
+
+
+@dataclass(frozen=True)
+class SetErrors:
+    """One evaluated set: ``errors[seed, row, u]`` word errors, ``words[u]`` reference words."""
+
+    name: str
+    ids: tuple[str, ...]
+    errors: np.ndarray
+    words: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunErrors:
+    """Every task's test set (in task order) and every general set of a run or a sweep."""
+
+    tasks: list[SetErrors]
+    general: list[SetErrors]
+    row_labels: tuple[str, ...]
+
+    @property
+    def sets(self) -> list[SetErrors]:
+        return [*self.tasks, *self.general]
+
+    @property
+    def seeds(self) -> int:
+        return self.sets[0].errors.shape[0]
+
+    @property
+    def rows(self) -> int:
+        return self.sets[0].errors.shape[1]
+
+
+def _rates(errors: np.ndarray, words: np.ndarray) -> np.ndarray:
+    total = words.sum()
+    return errors.sum(axis=-1) / total if total else np.full(errors.shape[:-1], np.nan)
+
+
+def matrices(run: RunErrors) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Corpus WERs: R (seeds, rows, T) and each general set's column (seeds, rows)."""
+    tasks = np.stack([_rates(s.errors, s.words) for s in run.tasks], axis=-1)
+    return tasks, {s.name: _rates(s.errors, s.words) for s in run.general}
+
+
+def replicate_matrices(
+    run: RunErrors, n_resamples: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Bootstrap replicates: R* (B, seeds, rows, T) and each general set's (B, seeds, rows).
+
+    Each set's utterances are resampled once per replicate (counts drawn set after set,
+    tasks then general sets, from ``default_rng(seed)``) and every row and seed is scored
+    on that resample. Two runs over the same sets get the same resamples for the same seed.
+    """
+    rng = np.random.default_rng(seed)
+    replicated = [resampled_rates(s.errors, s.words, resample_counts(len(s.words), n_resamples, rng)) for s in run.sets]
+    tasks = np.stack(replicated[: len(run.tasks)], axis=-1)
+    return tasks, {s.name: r for s, r in zip(run.general, replicated[len(run.tasks) :])}
+
+
+def scalar_metrics(R: np.ndarray, general: dict[str, np.ndarray]) -> dict[str, float]:
+    """The continual metrics of one matrix (rows × T) as flat floats (nan where undefined),
+    with ``general/<name>``: each general set's change G[T] − G[0]."""
+    try:
+        metrics = continual_metrics(R, general)
+    except ValueError:  # a replicate that drew no reference words (nan cell)
+        return {key: float("nan") for key in (*SCALAR_METRICS, *(f"general/{g}" for g in general))}
+    flat = {key: float("nan") if metrics[key] is None else metrics[key] for key in SCALAR_METRICS}
+    flat.update({f"general/{name}": change["change"] for name, change in metrics["general"].items()})
+    return flat
+
+
+def seed_metrics(run: RunErrors) -> list[dict[str, float]]:
+    """:func:`scalar_metrics` of each seed's matrix."""
+    R, general = matrices(run)
+    return [scalar_metrics(R[k], {g: G[k] for g, G in general.items()}) for k in range(run.seeds)]
+
+
+def intervals(run: RunErrors, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Percentile bootstrap intervals (over utterances) of the seed-mean of every scalar
+    metric (``metrics``: name → [low, high] or None) and of every cell (``cells``: rows ×
+    (tasks + general sets), each [low, high])."""
+    R, general = replicate_matrices(run, n_resamples, seed)
+    per_replicate = [
+        [scalar_metrics(R[b, k], {g: G[b, k] for g, G in general.items()}) for k in range(run.seeds)]
+        for b in range(n_resamples)
+    ]
+    metrics = {}
+    for key in per_replicate[0][0]:
+        values = np.array([[seed_values[key] for seed_values in replicate] for replicate in per_replicate]).mean(axis=1)
+        metrics[key] = None if np.isnan(values).all() else percentile_interval(values, confidence).tolist()
+    cells = np.concatenate([R, *(G[..., None] for G in general.values())], axis=-1).mean(axis=1)
+    low, high = percentile_interval(cells, confidence)
+    return {"metrics": metrics, "cells": np.stack([low, high], axis=-1).tolist()}
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """One compared quantity of runs A and B: their values (seed-means), the difference
+    A − B with its paired bootstrap interval, the sign-flip permutation and Wilcoxon
+    p-values, the Holm-adjusted permutation p-value over the family, and the verdict."""
+
+    quantity: str
+    a: float
+    b: float
+    difference: float
+    interval: tuple[float, float]
+    p_permutation: float
+    p_wilcoxon: float
+    p_holm: float
+    verdict: str
+
+
+def check_comparable(a: RunErrors, b: RunErrors) -> None:
+    """ValueError unless A and B scored the same sets, rows, seeds and utterances."""
+    names = lambda run: ([s.name for s in run.tasks], [s.name for s in run.general])  # noqa: E731
+    if names(a) != names(b):
+        raise ValueError(f"the runs score different sets: {names(a)} vs {names(b)}")
+    if (a.seeds, a.rows) != (b.seeds, b.rows):
+        raise ValueError(f"the runs differ in seeds × rows: {a.seeds}×{a.rows} vs {b.seeds}×{b.rows}")
+    for x, y in zip(a.sets, b.sets):
+        if x.ids != y.ids or not np.array_equal(x.words, y.words):
+            raise ValueError(f"set {x.name!r}: the runs did not score the same utterances (ids or references differ)")
+
+
+def _quantities(run: RunErrors, rows: list[int]) -> list[tuple[str, list[np.ndarray], bool]]:
+    """(label, per-set row weights, higher is better) of every compared quantity: each cell
+    of ``rows``, then Average WER and BWT."""
+    T, names = len(run.tasks), [s.name for s in run.sets]
+    quantities = []
+    for row in rows:
+        for column, name in enumerate(names):
+            weights = [np.zeros(run.rows) for _ in names]
+            weights[column][row] = 1.0
+            quantities.append((f"{run.row_labels[row]}: {name}", weights, False))
+    for metric, higher_better in PAIRED_METRICS.items():
+        W = linear_weights(metric, T)
+        if W is not None:
+            quantities.append((metric, [*W.T, *(np.zeros(run.rows) for _ in run.general)], higher_better))
+    return quantities
+
+
+def paired_comparison(
+    a: RunErrors, b: RunErrors, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> list[PairedResult]:
+    """Every cell of rows 1..T (and of row 0 when A and B scored it differently), Average
+    WER and BWT, compared A vs B.
+
+    A quantity Q is Σ_sets Σ_rows w · WER (a cell: one weight 1); with D = e_A − e_B its
+    difference splits into contributions d_{k,u} = Σ_rows w · D[k, row, u] / (K Σ n) over
+    seeds k (K of them, paired) and utterances u, whose sum is Q_A − Q_B (mean over seeds).
+    Holm's correction runs over all quantities of the comparison; the verdict names the
+    better run where the adjusted permutation p < 1 − confidence.
+    """
+    check_comparable(a, b)
+    row0_differs = any(not np.array_equal(x.errors[:, 0], y.errors[:, 0]) for x, y in zip(a.sets, b.sets))
+    rows = [*([0] if row0_differs else []), *range(1, a.rows)]
+    R_a, R_b = replicate_matrices(a, n_resamples, seed), replicate_matrices(b, n_resamples, seed)
+    replicated_a = [*np.moveaxis(R_a[0], -1, 0), *R_a[1].values()]  # per set: (B, seeds, rows)
+    replicated_b = [*np.moveaxis(R_b[0], -1, 0), *R_b[1].values()]
+    results = []
+    for label, weights, higher_better in _quantities(a, rows):
+        contributions = np.concatenate([
+            np.einsum("r,kru->ku", w, x.errors - y.errors) / (a.seeds * x.words.sum())
+            for w, x, y in zip(weights, a.sets, b.sets)
+        ], axis=1)
+        value_a = sum(float(np.einsum("r,kru->", w, x.errors)) / (a.seeds * x.words.sum()) for w, x in zip(weights, a.sets))
+        value_b = sum(float(np.einsum("r,kru->", w, y.errors)) / (a.seeds * y.words.sum()) for w, y in zip(weights, b.sets))
+        replicated = sum(np.einsum("r,bkr->b", w, ra - rb) / a.seeds for w, ra, rb in zip(weights, replicated_a, replicated_b))
+        low, high = percentile_interval(replicated, confidence)
+        results.append((label, higher_better, value_a, value_b, float(contributions.sum()), (float(low), float(high)),
+                        sign_flip_test(contributions, seed=seed), wilcoxon_signed_rank(contributions)[1]))
+    adjusted = holm([r[6] for r in results])
+    return [
+        PairedResult(label, va, vb, diff, interval, p, pw, ph, _verdict(diff, ph, higher_better, 1 - confidence))
+        for (label, higher_better, va, vb, diff, interval, p, pw), ph in zip(results, adjusted)
+    ]
+
+
+def _verdict(difference: float, p_holm: float, higher_better: bool, alpha: float) -> str:
+    if p_holm >= alpha or difference == 0:
+        return VERDICT_NONE
+    a_better = difference > 0 if higher_better else difference < 0
+    return "A better" if a_better else "B better"
