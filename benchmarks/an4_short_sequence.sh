@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The short-utterance sequence (examples/an4_short_sequence.yaml: AN4 isolated words and
+# commands in 3 speaker groups, ARCTIC as the general set) with each named variant of
+# variants.sh, guard off and on, then each run's table in Markdown (for docs/benchmarks.md).
+#   bash benchmarks/an4_short_sequence.sh [NAME ...]          # default: ft lora
+#   GUARD="off rollback" bash benchmarks/an4_short_sequence.sh ft   # guard modes to run (default: off rollback)
+# Writes the short AN4 folder first if missing. Every run after the first reuses the
+# foundation row of $FOUNDATION (default: the ft run with the guard off).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1
+CLASR=${CLASR:-.venv/bin/clasr}
+PYTHON=${PYTHON:-.venv/bin/python}
+FOUNDATION=${FOUNDATION:-results/an4_short-ft-guard_off}
+GUARD=${GUARD:-off rollback}
+[ -f results/data/an4_short/metadata.jsonl ] || $PYTHON benchmarks/make_an4_short.py ../shared/data/an4 results/data/an4_short
+source benchmarks/variants.sh
+NAMES=("${@:-ft lora}")
+for name in ${NAMES[@]}; do
+  for guard in $GUARD; do
+    out=results/an4_short-$name-guard_$guard
+    reuse=()
+    [ -f "$FOUNDATION/metrics.json" ] && [ "$FOUNDATION" != "$out" ] && reuse=(--foundation-from "$FOUNDATION")
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    $CLASR run examples/an4_short_sequence.yaml --output "$out" "${reuse[@]}" ${VARIANT_ARGS[$name]} --set guard=$guard \
+      > "$out.log" 2>&1 || { echo "$name guard $guard failed: see $out.log"; continue; }
+    echo "## $name, guard $guard (wall time $(( $(date +%s) - start )) s, including resumed work)"
+    $CLASR show --markdown "$out"
+  done
+done

@@ -1,0 +1,159 @@
+"""The general-ability guard: watch what the foundation model could already do while a task trains.
+
+Strategies protect past *tasks*; nothing else looks at the general sets during training, and a
+task can wreck them within a few steps (sequential LoRA on one-word commands learned to stop
+after the first word of any sentence). The guard scores a few dozen utterances of each
+guarded set ``s`` (a general set's ``dev`` selection) with the model being trained, at the
+task's start (step 0), every ``every_steps`` optimizer steps and at the task's last step:
+
+    rise_s(k) = WER_s(k) − WER_s(0)
+    triggered at the first checked step k with max_s rise_s(k) > threshold
+
+and then, by ``mode``: ``warn`` logs and trains on; ``stop`` ends the task at step k;
+``rollback`` puts back the trainable parameters of the task's best checked step
+
+    k* = argmin_k mean_s WER_s(k)   (the latest of equal steps; k* = 0 is the task's start)
+
+and ends the task there. Only the trainable parameters move within a task (an adapter's own
+parameters, or the fine-tuned ones), so they alone are kept in memory; the optimizer state is
+not, since the task ends at the rollback. Scoring runs under a forked RNG, so a guard that never
+triggers leaves training bit-identical to a run without it. What the guard saw and did —
+the curve (step, WER per set), the trigger step, where it stopped or rolled back to, and its
+time — is the task's :meth:`TaskGuard.facts`.
+
+The guard watches the model as trained (θ̃ within the task), whatever the strategy later
+deploys; it knows nothing about strategies or adapters.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+GUARD_MODES = ("off", "warn", "stop", "rollback")
+
+
+class GuardConfig(BaseModel):
+    """The ``guard:`` section of an experiment (``guard: rollback`` is short for ``{mode: rollback}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["warn", "stop", "rollback"] = "rollback"
+    every_steps: int = Field(5, ge=1, description="optimizer steps between two checks")
+    threshold: float = Field(
+        0.05, ge=0, description="rise of a guarded set's WER over the task's start that triggers (0.05 = 5 points)"
+    )
+    utterances: int = Field(24, ge=1, description="at most this many utterances of each guarded set (the first ones)")
+    sets: list[str] | None = Field(
+        None, min_length=1, description="general sets whose dev selection is guarded; default: every one with a dev"
+    )
+
+
+@dataclass
+class GuardedSet:
+    """A set the guard scores: its name (the general set's) and utterances."""
+
+    name: str
+    utterances: list
+    normalizer: str
+
+
+Scorer = Callable[[GuardedSet], float]  # WER of the model as it is now on a guarded set
+
+
+@dataclass
+class _Check:
+    step: int
+    wer: dict[str, float]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.wer.values()) / len(self.wer)
+
+
+@dataclass
+class TaskGuard:
+    """One task's guard: :meth:`start` before the first step, then :meth:`after_step` as
+    ``train_task``'s step callback."""
+
+    config: GuardConfig
+    model: torch.nn.Module
+    sets: Sequence[GuardedSet]
+    scorer: Scorer
+    log: Callable[[str], None] = print
+    curve: list[_Check] = field(default_factory=list)
+    triggered_at: int | None = None
+    ended_at: int | None = None
+    rolled_back_to: int | None = None
+    seconds: float = 0.0
+    _best: _Check | None = None
+    _best_parameters: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Score the task's start (step 0): the reference of every rise, and the first best step."""
+        self._check(0)
+
+    def after_step(self, step: int, last: bool) -> bool:
+        """Check at every ``every_steps``-th step and at the last one; True ends the task now."""
+        if self.ended_at is not None or not (step % self.config.every_steps == 0 or last):
+            return False
+        check = self._check(step)
+        rise = max(check.wer[s] - self.curve[0].wer[s] for s in check.wer)
+        if rise <= self.config.threshold:
+            return False
+        if self.triggered_at is None:
+            self.triggered_at = step
+        self.log(
+            f"guard: general WER rose {100 * rise:.1f} points over the task's start at step {step} "
+            f"(threshold {100 * self.config.threshold:.1f}): {self._describe(check)}"
+        )
+        if self.config.mode == "warn":
+            return False
+        self.ended_at = step
+        if self.config.mode == "rollback":
+            self._roll_back()
+        return True
+
+    def facts(self) -> dict:
+        """What the guard saw and did in this task (plain JSON)."""
+        return {
+            "mode": self.config.mode,
+            "threshold": self.config.threshold,
+            "every_steps": self.config.every_steps,
+            "sets": {s.name: len(s.utterances) for s in self.sets},
+            "curve": [{"step": c.step, "wer": c.wer} for c in self.curve],
+            "triggered_at": self.triggered_at,
+            "ended_at": self.ended_at,
+            "rolled_back_to": self.rolled_back_to,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def _check(self, step: int) -> _Check:
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):  # scoring must not shift the training's random stream
+            check = _Check(step, {s.name: float(self.scorer(s)) for s in self.sets})
+        self.curve.append(check)
+        if self._best is None or check.mean <= self._best.mean:
+            self._best = check
+            if self.config.mode == "rollback":
+                self._best_parameters = {
+                    name: p.detach().clone() for name, p in self.model.named_parameters() if p.requires_grad
+                }
+        self.seconds += time.perf_counter() - start
+        return check
+
+    def _roll_back(self) -> None:
+        named = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, saved in self._best_parameters.items():
+                named[name].copy_(saved)
+        self.rolled_back_to = self._best.step
+        self.log(f"guard: rolled back to step {self._best.step} ({self._describe(self._best)}); task ends")
+
+    @staticmethod
+    def _describe(check: _Check) -> str:
+        return ", ".join(f"{name} {100 * wer:.1f}%" for name, wer in check.wer.items())

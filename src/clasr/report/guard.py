@@ -1,0 +1,93 @@
+"""The general-ability guard's record of a run (``guard.json``) and its tables.
+
+``guard.json`` holds one entry per trained task whose guard was on: the task, the mode,
+threshold and check interval, the guarded sets with their utterance counts, the curve (the
+WER of every guarded set at each checked step, step 0 being the task's start), the step
+where the rise first passed the threshold (``triggered_at``), where the task ended early
+(``ended_at``: stop or rollback), the step whose weights were put back (``rolled_back_to``),
+and the guard's scoring time. See :mod:`clasr.guard`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from clasr.atomic import write_json
+from clasr.report.results import percent
+
+GUARD_FILE = "guard.json"
+
+
+def guard_record(rows: list[dict]) -> list[dict]:
+    """The guard's facts of each task row that has them, labelled with the row."""
+    return [{"row": i, "label": row["label"], **row["guard"]} for i, row in enumerate(rows) if row.get("guard")]
+
+
+def write_guard(output_dir: Path, rows: list[dict]) -> None:
+    """(Re)write ``guard.json`` from the committed rows, when the guard was on in any of them."""
+    record = guard_record(rows)
+    if record:
+        write_json(Path(output_dir) / GUARD_FILE, record)
+
+
+def read_guard(output_dir: Path) -> list[dict]:
+    """The guard record of a results directory ([] when the guard was off)."""
+    path = Path(output_dir) / GUARD_FILE
+    if not path.exists():
+        return []
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: damaged JSON ({error})") from None
+
+
+def _what_it_did(entry: dict) -> str:
+    if entry["triggered_at"] is None:
+        return "not triggered"
+    did = f"triggered at step {entry['triggered_at']}"
+    if entry["rolled_back_to"] is not None:
+        return f"{did}; rolled back to step {entry['rolled_back_to']}"
+    if entry["ended_at"] is not None:
+        return f"{did}; stopped"
+    return f"{did}; warned"
+
+
+def _curve(entry: dict) -> str:
+    return "  ".join(
+        f"{check['step']}: " + "/".join(percent(wer) for wer in check["wer"].values()) for check in entry["curve"]
+    )
+
+
+def guard_lines(record: list[dict]) -> list[tuple[str, str, str, str]]:
+    """(row label, settings, what it did, curve "step: WER% …") per guarded task."""
+    return [
+        (
+            entry["label"],
+            f"{entry['mode']}, +{100 * entry['threshold']:.1f} pts, every {entry['every_steps']} steps, "
+            f"{', '.join(f'{name} ({n})' for name, n in entry['sets'].items())}, {entry['seconds']:.0f} s",
+            _what_it_did(entry),
+            _curve(entry),
+        )
+        for entry in record
+    ]
+
+
+def guard_table(record: list[dict]) -> Table:
+    """The guard per task: its settings and time, what it did, and its curve (WER % per guarded set)."""
+    table = Table(title="General-ability guard — curve: step: WER % of each guarded set (dev)")
+    for column in ("row", "guard", "what it did", "curve"):
+        table.add_column(column, overflow="fold")
+    for line in guard_lines(record):
+        table.add_row(*(escape(cell) for cell in line))
+    return table
+
+
+def guard_markdown(record: list[dict]) -> str:
+    """The same as :func:`guard_table`, as a Markdown table."""
+    lines = ["| row | guard | what it did | curve (step: WER %) |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(line) + " |" for line in guard_lines(record)]
+    return "\n".join(lines)
