@@ -149,22 +149,29 @@ def show(
     results: Path = typer.Argument(..., help="results directory of `clasr run`"),
     markdown: bool = typer.Option(False, "--markdown", help="Markdown tables instead of terminal tables"),
 ) -> None:
-    """Print the WER matrix and the continual metrics of a results directory."""
+    """Print the WER matrix and the continual metrics of a results directory (and what the
+    general-ability guard saw and did, when it was on)."""
+    from clasr.report.guard import guard_markdown, guard_table, read_guard
     from clasr.report.markdown import matrix_markdown, metrics_markdown
     from clasr.report.results import read_results
     from clasr.report.show import matrix_table, metrics_table
 
     try:
         matrix, metrics = read_results(results)
+        guard = read_guard(results)
     except (FileNotFoundError, ValueError) as error:  # ValueError: a damaged JSON file
         _fail(str(error))
     if markdown:
         print(f"WER (%)\n\n{matrix_markdown(matrix)}\n\nCER (%)\n\n{matrix_markdown(matrix, 'cer')}")
         print(f"\n{metrics_markdown(metrics)}")
+        if guard:
+            print(f"\nGeneral-ability guard\n\n{guard_markdown(guard)}")
         return
     stdout.print(matrix_table(matrix))
     stdout.print(matrix_table(matrix, "cer"))
     stdout.print(metrics_table(metrics))
+    if guard:
+        stdout.print(guard_table(guard))
 
 
 @app.command()

@@ -33,6 +33,7 @@ from clasr.data.manifest import Utterance
 from clasr.progress import progress_bar
 
 ExtraLoss = Callable[[torch.nn.Module, SpeechBatch, torch.Tensor], "torch.Tensor | None"]
+CONSECUTIVE_BAD_STEPS = 3  # in skip mode, this many bad steps in a row is divergence, not one bad batch
 
 
 class TrainConfig(BaseModel):
@@ -102,6 +103,7 @@ def accumulation_groups(batches: list[list[int]], config: TrainConfig) -> list[l
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
+            "skipped_steps": self.skipped_steps,
         raise ValueError("nothing to train: every parameter of the model is frozen")
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -155,9 +157,10 @@ def train_task(
         bar = progress.add_task(description, total=len(groups), info="", visible=accelerator.is_main_process)
         for group in groups:
             step_start = time.perf_counter()
+    on_step: StepCallback | None = None,
             losses = []
             for k, indices in enumerate(group):
-                batch = collator([utterances[i] for i in indices], indices).to(accelerator.device)
+                batch = next(batches).to(accelerator.device)
                 sync = k == len(group) - 1
                 losses.append(_backward(wrapped, batch, accelerator, config, extra_loss, sync, len(group)))
                 stats.utterances += len(indices)

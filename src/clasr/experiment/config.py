@@ -18,6 +18,7 @@ from clasr.adapters import AdapterConfig
 from clasr.data.manifest import Selection
 from clasr.decoding import DecodeLimits
 from clasr.metrics.text import get_normalizer
+from clasr.guard import GUARD_MODES, GuardConfig
 from clasr.strategies import StrategyConfig
 from clasr.strategies.ft import FineTuneConfig
 from clasr.train import TrainConfig
@@ -73,6 +74,7 @@ class GeneralSetConfig(_Strict):
     data: Path
     test: Selection
     normalizer: NormalizerName | None = None
+    dev: Selection | None = Field(None, description="what the guard scores during training (keep it disjoint from test)")
 
 
 class EvaluationConfig(_Strict):
@@ -100,6 +102,7 @@ class ExperimentConfig(_Strict):
     tasks: list[TaskConfig] = Field(min_length=1)
     general: list[GeneralSetConfig] = []
 
+    guard: GuardConfig | None = Field(None, description="general-ability guard during training; off (null) by default")
     @field_validator("tasks", "general")
     @classmethod
     def _unique_names(cls, sets: list) -> list:
@@ -109,6 +112,39 @@ class ExperimentConfig(_Strict):
         return sets
 
     @model_validator(mode="after")
+    @field_validator("guard", mode="before")
+    @classmethod
+    def _guard_shorthand(cls, value: Any) -> Any:
+        """``guard: off | warn | stop | rollback``; off (YAML reads a bare ``off`` as false) is no guard."""
+        if value is False or value == "off" or (isinstance(value, dict) and value.get("mode") in (False, "off")):
+            return None
+        if isinstance(value, str):
+            if value not in GUARD_MODES:
+                raise ValueError(f"unknown guard mode {value!r}; expected one of {', '.join(GUARD_MODES)}")
+            return {"mode": value}
+        return value
+
+    @model_validator(mode="after")
+    def _guarded_sets_have_a_dev(self) -> "ExperimentConfig":
+        if self.guard is None:
+            return self
+        with_dev = [g.name for g in self.general if g.dev is not None]
+        unknown = [name for name in self.guard.sets or [] if name not in with_dev]
+        if unknown:
+            raise ValueError(
+                f"guard.sets: {', '.join(unknown)} not among the general sets with a dev selection ({with_dev or 'none'})"
+            )
+        if not with_dev:
+            raise ValueError("guard: no general set has a dev selection for the guard to score; add general.<i>.dev")
+        return self
+
+    def guarded_sets(self) -> list[GeneralSetConfig]:
+        """The general sets whose dev selection the guard scores (none when the guard is off)."""
+        if self.guard is None:
+            return []
+        names = self.guard.sets or [g.name for g in self.general if g.dev is not None]
+        return [g for g in self.general if g.name in names]
+
     def _centralize_needs_an_adapter(self) -> "ExperimentConfig":
         if self.strategy.name == "centralize" and self.adapter is None:
             raise ValueError("strategy 'centralize' averages adapter updates: add an adapter section")

@@ -26,8 +26,10 @@ from clasr.experiment.config import ConfigError, ExperimentConfig
 from clasr.experiment.sets import ExperimentSets, load_sets
 from clasr.models.whisper import WhisperBundle, load_whisper, windowed_feature_extractor
 from clasr.progress import console
-from clasr.report.results import read_results, write_results
+from clasr.report.guard import write_guard
+from clasr.report.results import write_results
 from clasr.strategies import Strategy, build_strategy
+from clasr.guard import GuardedSet, Scorer, TaskGuard
 from clasr.strategies.base import TaskContext
 from clasr.train import train_task
 
@@ -36,6 +38,10 @@ def _differences(old, new, path: str = "") -> list[str]:
     """Key paths where two plain configs differ."""
     if isinstance(old, dict) and isinstance(new, dict):
         keys = sorted(set(old) | set(new))
+# Config keys that do not change results: a run may resume with other values.
+RESULT_NEUTRAL_KEYS = ("output_dir", "train.num_workers")
+
+
         return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{path}.{k}" if path else k)]
     return [] if old == new else [path or "(top level)"]
 
@@ -49,7 +55,7 @@ def check_output_dir(config: ExperimentConfig, state: RunState) -> None:
     """
     if not state.rows_done:
         return
-    diff = [d for d in _differences(state.config, config.to_plain()) if d != "output_dir"]
+    diff = [d for d in _differences(state.config, config.to_plain()) if d not in RESULT_NEUTRAL_KEYS]
     if diff:
         raise ConfigError(
             f"{config.output_dir} holds a run of a different config (differs at: {', '.join(diff)}); "
@@ -71,7 +77,8 @@ def _foundation_inputs(plain: dict) -> dict:
     """The parts of a plain config that row 0 depends on: model, evaluation, data and the
     evaluated sets (a task's training selection does not matter)."""
     tasks = [{k: v for k, v in task.items() if k != "train"} for task in plain["tasks"]]
-    return {k: plain[k] for k in ("model", "evaluation", "data", "general")} | {"tasks": tasks}
+    general = [{k: v for k, v in g.items() if k != "dev"} for g in plain["general"]]  # dev: the guard's, not scored
+    return {k: plain[k] for k in ("model", "evaluation", "data")} | {"tasks": tasks, "general": general}
 
 
 def foundation_row(source: Path, config: ExperimentConfig, fingerprints: dict[str, dict]) -> dict:
@@ -85,7 +92,7 @@ def foundation_row(source: Path, config: ExperimentConfig, fingerprints: dict[st
     if not other.rows_done:
         raise ConfigError(f"{source}: no finished foundation row to reuse")
     diff = _differences(_foundation_inputs(other.config), _foundation_inputs(config.to_plain()))
-    changed = [k for k, v in fingerprints.items() if not k.startswith("train/") and other.data.get(k) != v]
+    changed = [k for k, v in fingerprints.items() if not k.startswith(("train/", "guard/")) and other.data.get(k) != v]
     if diff or changed:
         raise ConfigError(
             f"{source}: its foundation row was scored differently (differs at: {', '.join(diff + changed)})"
@@ -174,13 +181,41 @@ def run_task(
     facts = strategy.after_task(bundle.model, context)
     after = time.perf_counter() - start
     console.print(f"task {index} {task.name}: {stats.optimizer_steps} steps in {stats.seconds:.0f}s {facts or ''}")
+            on_step=guard.after_step if guard else None,
     return {
         "train": stats.summary(),
         "adapter": adapter_facts,
         "losses": stats.losses,
         "strategy": facts,
         "strategy_seconds": {"before_task": before, "after_task": after},
-    }
+    } | ({"guard": guard.facts()} if guard else {})
+
+
+def guard_scorer(bundle: WhisperBundle, config: ExperimentConfig) -> Scorer:
+    """The guard's WER of the model as it is now on a guarded set, decoded and scored as
+    every evaluation set is (the run's evaluation settings)."""
+
+    def score(guarded_set: GuardedSet) -> float:
+        return evaluate(
+            bundle,
+            guarded_set.utterances,
+            guarded_set.normalizer,
+            config.evaluation.batch_size,
+            config.evaluation.limits,
+            description=f"guard {guarded_set.name}",
+        ).score.wer
+
+    return score
+
+
+def _task_guard(bundle: WhisperBundle, guarded: list[GuardedSet], config: ExperimentConfig) -> TaskGuard | None:
+    """The guard of one task, its start already scored (None when the guard is off). Every
+    process scores it (same weights, same decision), so no process trains on alone."""
+    if config.guard is None:
+        return None
+    guard = TaskGuard(config.guard, bundle.model, guarded, guard_scorer(bundle, config), log=console.print)
+    guard.start()
+    return guard
 
 
 def _combined_extra_loss(strategy: Strategy, with_adapters: bool):

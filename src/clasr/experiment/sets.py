@@ -8,6 +8,7 @@ from pathlib import Path
 
 from clasr.data.manifest import BadRow, Selection, Utterance, read_dataset
 from clasr.experiment.config import ExperimentConfig
+from clasr.guard import GuardedSet
 from rich.markup import escape
 
 from clasr.progress import console
@@ -27,11 +28,13 @@ class ExperimentSets:
     train: dict[str, list[Utterance]] = field(default_factory=dict)
     evaluation: list[EvalSet] = field(default_factory=list)
     reports: dict[str, dict] = field(default_factory=dict)
+    guard: list[GuardedSet] = field(default_factory=list)  # scored during training only, key guard/<name>
 
     def fingerprints(self) -> dict[str, dict]:
         """Per set: how many utterances and a digest of their ids, in order."""
         named = {f"train/{task}": utts for task, utts in self.train.items()}
         named.update({s.key: s.utterances for s in self.evaluation})
+        named.update({f"guard/{s.name}": s.utterances for s in self.guard})
         return {
             key: {"utterances": len(utts), "sha1": hashlib.sha1("\n".join(u.id for u in utts).encode()).hexdigest()}
             for key, utts in named.items()
@@ -86,4 +89,7 @@ def load_sets(config: ExperimentConfig) -> ExperimentSets:
         if task.dev is not None:
             dev = _read(task.data, task.dev, f"dev/{task.name}", config, sets)
             sets.evaluation.append(EvalSet(f"dev/{task.name}", dev, task.normalizer or default))
+    for general in config.guarded_sets():
+        dev = _read(general.data, general.dev, f"guard/{general.name}", config, sets)[: config.guard.utterances]
+        sets.guard.append(GuardedSet(general.name, dev, general.normalizer or default))
     return sets
