@@ -33,7 +33,7 @@ from clasr.data.manifest import Utterance
 from clasr.progress import progress_bar
 
 ExtraLoss = Callable[[torch.nn.Module, SpeechBatch, torch.Tensor], "torch.Tensor | None"]
-CONSECUTIVE_BAD_STEPS = 3  # in skip mode, this many bad steps in a row is divergence, not one bad batch
+StepCallback = Callable[[int, bool], bool]  # (optimizer steps done, last planned step) → end the task now
 
 
 class TrainConfig(BaseModel):
@@ -103,7 +103,6 @@ def accumulation_groups(batches: list[list[int]], config: TrainConfig) -> list[l
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-            "skipped_steps": self.skipped_steps,
         raise ValueError("nothing to train: every parameter of the model is frozen")
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -138,8 +137,12 @@ def train_task(
     seed: int = 0,
     extra_loss: ExtraLoss | None = None,
     description: str = "training",
+    on_step: StepCallback | None = None,
 ) -> TrainStats:
-    """Train ``model`` in place on ``utterances``; returns the loss curve and timings."""
+    """Train ``model`` in place on ``utterances``; returns the loss curve and timings.
+
+    ``on_step(steps_done, last)`` is called after every optimizer step (``last``: the final
+    planned one); when it returns True the task ends there (the general-ability guard)."""
     set_seed(seed)
     groups = accumulation_groups(_epoch_batches(utterances, config, seed, accelerator), config)
     optimizer = _optimizer(model, config)
@@ -157,10 +160,9 @@ def train_task(
         bar = progress.add_task(description, total=len(groups), info="", visible=accelerator.is_main_process)
         for group in groups:
             step_start = time.perf_counter()
-    on_step: StepCallback | None = None,
             losses = []
             for k, indices in enumerate(group):
-                batch = next(batches).to(accelerator.device)
+                batch = collator([utterances[i] for i in indices], indices).to(accelerator.device)
                 sync = k == len(group) - 1
                 losses.append(_backward(wrapped, batch, accelerator, config, extra_loss, sync, len(group)))
                 stats.utterances += len(indices)
@@ -175,6 +177,8 @@ def train_task(
             stats.step_seconds.append(now - step_start)
             info = f"loss {stats.losses[-1]:.3f}  {stats.utterances / (now - start):.1f} utt/s"
             progress.update(bar, advance=1, info=info)
+            if on_step is not None and on_step(stats.optimizer_steps, group is groups[-1]):
+                break
     stats.seconds = time.perf_counter() - start
     accelerator.free_memory()
     model.eval()

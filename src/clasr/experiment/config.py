@@ -17,8 +17,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from clasr.adapters import AdapterConfig
 from clasr.data.manifest import Selection
 from clasr.decoding import DecodeLimits
-from clasr.metrics.text import get_normalizer
 from clasr.guard import GUARD_MODES, GuardConfig
+from clasr.metrics.text import get_normalizer
 from clasr.strategies import StrategyConfig
 from clasr.strategies.ft import FineTuneConfig
 from clasr.train import TrainConfig
@@ -73,8 +73,8 @@ class GeneralSetConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     data: Path
     test: Selection
-    normalizer: NormalizerName | None = None
     dev: Selection | None = Field(None, description="what the guard scores during training (keep it disjoint from test)")
+    normalizer: NormalizerName | None = None
 
 
 class EvaluationConfig(_Strict):
@@ -101,8 +101,8 @@ class ExperimentConfig(_Strict):
     data: DataConfig = DataConfig()
     tasks: list[TaskConfig] = Field(min_length=1)
     general: list[GeneralSetConfig] = []
-
     guard: GuardConfig | None = Field(None, description="general-ability guard during training; off (null) by default")
+
     @field_validator("tasks", "general")
     @classmethod
     def _unique_names(cls, sets: list) -> list:
@@ -111,7 +111,6 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"names must be unique, got {names}")
         return sets
 
-    @model_validator(mode="after")
     @field_validator("guard", mode="before")
     @classmethod
     def _guard_shorthand(cls, value: Any) -> Any:
@@ -145,6 +144,7 @@ class ExperimentConfig(_Strict):
         names = self.guard.sets or [g.name for g in self.general if g.dev is not None]
         return [g for g in self.general if g.name in names]
 
+    @model_validator(mode="after")
     def _centralize_needs_an_adapter(self) -> "ExperimentConfig":
         if self.strategy.name == "centralize" and self.adapter is None:
             raise ValueError("strategy 'centralize' averages adapter updates: add an adapter section")

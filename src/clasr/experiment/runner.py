@@ -24,12 +24,12 @@ from clasr.evaluate import evaluate, write_hypotheses
 from clasr.experiment.checkpoint import RunState, commit, load_state, restore
 from clasr.experiment.config import ConfigError, ExperimentConfig
 from clasr.experiment.sets import ExperimentSets, load_sets
+from clasr.guard import GuardedSet, Scorer, TaskGuard
 from clasr.models.whisper import WhisperBundle, load_whisper, windowed_feature_extractor
 from clasr.progress import console
 from clasr.report.guard import write_guard
-from clasr.report.results import write_results
+from clasr.report.results import read_results, write_results
 from clasr.strategies import Strategy, build_strategy
-from clasr.guard import GuardedSet, Scorer, TaskGuard
 from clasr.strategies.base import TaskContext
 from clasr.train import train_task
 
@@ -38,10 +38,6 @@ def _differences(old, new, path: str = "") -> list[str]:
     """Key paths where two plain configs differ."""
     if isinstance(old, dict) and isinstance(new, dict):
         keys = sorted(set(old) | set(new))
-# Config keys that do not change results: a run may resume with other values.
-RESULT_NEUTRAL_KEYS = ("output_dir", "train.num_workers")
-
-
         return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{path}.{k}" if path else k)]
     return [] if old == new else [path or "(top level)"]
 
@@ -55,7 +51,7 @@ def check_output_dir(config: ExperimentConfig, state: RunState) -> None:
     """
     if not state.rows_done:
         return
-    diff = [d for d in _differences(state.config, config.to_plain()) if d not in RESULT_NEUTRAL_KEYS]
+    diff = [d for d in _differences(state.config, config.to_plain()) if d != "output_dir"]
     if diff:
         raise ConfigError(
             f"{config.output_dir} holds a run of a different config (differs at: {', '.join(diff)}); "
@@ -167,6 +163,7 @@ def run_task(
         else nullcontext({})
     )
     with adapting as adapter_facts:
+        guard = _task_guard(bundle, sets.guard, config)
         stats = train_task(
             bundle.model,
             utterances,
@@ -176,12 +173,12 @@ def run_task(
             seed=context.seed,
             extra_loss=_combined_extra_loss(strategy, config.adapter is not None),
             description=f"task {index} {task.name}",
+            on_step=guard.after_step if guard else None,
         )
     start = time.perf_counter()
     facts = strategy.after_task(bundle.model, context)
     after = time.perf_counter() - start
     console.print(f"task {index} {task.name}: {stats.optimizer_steps} steps in {stats.seconds:.0f}s {facts or ''}")
-            on_step=guard.after_step if guard else None,
     return {
         "train": stats.summary(),
         "adapter": adapter_facts,
@@ -242,6 +239,7 @@ def _write_results(out: Path, state: RunState, config: ExperimentConfig) -> dict
     tasks = [t.name for t in config.tasks]
     general = [g.name for g in config.general]
     dev = [t.name for t in config.tasks if t.dev is not None]
+    write_guard(out, state.rows)
     return write_results(out, state.rows, tasks, general, dev)
 
 
