@@ -1,7 +1,9 @@
 """The general-ability guard: when it checks, when it triggers, what stop / rollback / warn do,
 that a guard that never triggers changes nothing, and that guarded runs resume exactly."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from clasr.experiment.config import ConfigError, load_config, parse_config
 from clasr.experiment.runner import run_experiment
 from clasr.guard import GuardConfig, GuardedSet, TaskGuard
 from clasr.report.guard import guard_markdown, read_guard
-from conftest import write_dataset
+from conftest import SHARED_DATA, write_dataset
 
 SETS = [GuardedSet("g", [], "basic"), GuardedSet("h", [], "basic")]
 
@@ -237,3 +239,35 @@ def test_a_guarded_run_resumes_to_the_same_result(tmp_path, tiny_checkpoint, one
     assert [e["rolled_back_to"] for e in read_guard(resumed / "out")] == [2, 2]
     matrix = lambda root: json.loads((root / "out" / "matrix.json").read_text())["wer"]  # noqa: E731
     assert matrix(whole) == matrix(resumed)
+
+
+# --- the short-utterance sequence (examples/an4_short_sequence.yaml) -----------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "an4_short_sequence.yaml"
+AN4 = SHARED_DATA / "an4" / "metadata.jsonl"
+
+
+def test_the_short_sequence_example_validates_and_guards_a_disjoint_dev():
+    config = load_config(EXAMPLE, {"guard": "rollback"})
+    assert [t.name for t in config.tasks] == ["short1", "short2", "short3"]
+    general = config.general[0]
+    assert general.dev.skip + general.dev.max_utterances <= general.test.skip and general.dev.split == general.test.split
+    assert load_config(EXAMPLE).guard is None
+
+
+@pytest.mark.skipif(not AN4.exists(), reason="needs ../shared/data/an4")
+def test_short_an4_tasks_are_short_speaker_disjoint_and_cover_every_kept_row():
+    spec = importlib.util.spec_from_file_location("make_an4_short", EXAMPLE.parents[1] / "benchmarks" / "make_an4_short.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    MAX_WORDS, short_rows = script.MAX_WORDS, script.short_rows
+    rows = [json.loads(line) for line in AN4.read_text().splitlines() if line.strip()]
+    short = short_rows(rows)
+    assert short == short_rows(rows)  # deterministic
+    assert len(short) == sum(1 <= len(r["text"].split()) <= MAX_WORDS for r in rows)
+    by_split = {}
+    for row in short:
+        by_split.setdefault(row["split"], set()).add(row["speaker"])
+    assert sorted(by_split) == [f"t{k}_{s}" for k in (1, 2, 3) for s in ("test", "train")]
+    speaker_sets = list(by_split.values())
+    assert all(a.isdisjoint(b) for i, a in enumerate(speaker_sets) for b in speaker_sets[i + 1 :])
