@@ -3,20 +3,24 @@
 # Markdown (for docs/benchmarks.md). Needs ../shared/data (see examples/an4_then_arctic.yaml).
 #   bash benchmarks/an4_then_arctic.sh [NAME ...]        # default: ft fta; 10–19 min each on 2 cores
 # Every run after the first reuses the foundation row of $FOUNDATION (default: the ft run).
+# SEEDS="0 1 2" makes every variant a sweep of those seeds (results/an4_then_arctic-seeds-NAME/,
+# the mean over seeds with intervals; `clasr compare … --paired` tests them against each other).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 CLASR=${CLASR:-.venv/bin/clasr}
-FOUNDATION=${FOUNDATION:-results/an4_then_arctic-ft}
+SEEDS=${SEEDS:-}
+PREFIX=results/an4_then_arctic${SEEDS:+-seeds}
+FOUNDATION=${FOUNDATION:-$PREFIX-ft}
 source benchmarks/variants.sh
 NAMES=("${@:-ft fta}")
 for name in ${NAMES[@]}; do
-  out=results/an4_then_arctic-$name
+  out=$PREFIX-$name
   reuse=()
   [ -f "$FOUNDATION/metrics.json" ] && [ "$FOUNDATION" != "$out" ] && reuse=(--foundation-from "$FOUNDATION")
   start=$(date +%s)
   # shellcheck disable=SC2086
-  $CLASR run examples/an4_then_arctic.yaml --output "$out" "${reuse[@]}" ${VARIANT_ARGS[$name]} > "$out.log" 2>&1 \
+  $CLASR run examples/an4_then_arctic.yaml --output "$out" "${reuse[@]}" ${SEEDS:+--seeds $SEEDS} ${VARIANT_ARGS[$name]} > "$out.log" 2>&1 \
     || { echo "$name failed: see $out.log"; continue; }
   echo "## $name (wall time $(( $(date +%s) - start )) s, including resumed work)"
   $CLASR show --markdown "$out"

@@ -301,7 +301,7 @@ def data_transform(
     console.print(f"{summary.rows} utterances → {summary.output_dir} ({summary.transform})")
 
 
-@app.command()
+@app.command(cls=_ListedSeeds)
 def demo(
     output: Path = typer.Option(Path("results/demo"), help="results folder: one run per strategy and report/"),
     strategies: list[str] = typer.Option(
@@ -312,6 +312,10 @@ def demo(
         "CMU ARCTIC mini set of a clone (examples/data/arctic_kathleen_mini), if present"
     ),
     spec: Optional[Path] = typer.Option(None, help="benchmark spec YAML (default: the demo's three domains)"),
+    seeds: Optional[list[int]] = typer.Option(
+        None, "--seeds", help="run every strategy once per seed (--seeds 0 1 2): OUTPUT/<strategy>/seed<k>/, the "
+        "table and report show means over seeds with their intervals",
+    ),
 ) -> None:
     """The built-in benchmark end to end: tiny.en adapted domain after domain with each strategy,
     one table side by side, and a report (Markdown + plots). Re-running resumes."""
@@ -326,7 +330,7 @@ def demo(
     chosen = _benchmark_spec(spec, DEMO_SPEC)
     try:
         real = real_speech or bundled_real_speech()
-        runs = run_demo(output, tuple(strategies or DEMO_STRATEGIES), chosen, real_general=real)
+        runs = run_demo(output, tuple(strategies or DEMO_STRATEGIES), chosen, real_general=real, seeds=seeds)
     except (ConfigError, DataError, ModelError, AudioError, VoiceError, GenerationError) as error:
         _fail(str(error))
     report = write_report(runs, chosen, output)

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from clasr.atomic import write_text
-from clasr.data.audio import load_audio
-from clasr.data.batching import SpeechCollator, duration_batches
+from clasr.data.batching import SpeechCollator, duration_batches, load_utterance_audio
 from clasr.data.manifest import Utterance
 from clasr.decoding import DecodeLimits, greedy_decode
 from clasr.metrics.text import get_normalizer
@@ -66,7 +65,7 @@ def transcribe(
         task = progress.add_task(description, total=len(utterances), info="")
         for indices in batches:
             batch = [utterances[i] for i in indices]
-            feats, _ = collator.features([load_audio(u.audio_path) for u in batch])
+            feats, _ = collator.features([load_utterance_audio(u) for u in batch])
             decoded = greedy_decode(
                 model,
                 feats.to(device, dtype=next(model.parameters()).dtype),

@@ -18,8 +18,10 @@ from clasr.bench.generate import make_benchmark
 from clasr.bench.spec import BenchmarkSpec
 from clasr.experiment.config import ExperimentConfig, parse_config
 from clasr.experiment.runner import run_experiment
+from clasr.experiment.seeds import run_seeds
 from clasr.progress import console
 from clasr.report.comparison import RunSummary, comparison_markdown, read_run
+from clasr.report.paired import paired_markdown, paired_results
 from clasr.report.plots import wer_heatmap, wer_trajectories
 from clasr.transforms import describe, parse_chain
 
@@ -79,29 +81,36 @@ def run_demo(
     settings: dict = DEMO_EXPERIMENT,
     real_general: Path | None = None,
     scored_split: str = "test",
+    seeds: list[int] | None = None,
 ) -> list[RunSummary]:
-    """Generate or reuse the benchmark, run every strategy (resuming finished ones)."""
+    """Generate or reuse the benchmark, run every strategy (resuming finished ones); with
+    ``seeds``, every strategy is a sweep of those seeds (:func:`clasr.experiment.seeds.run_seeds`)."""
     folders = {domain.name: Path(domain.folder) for domain in make_benchmark(spec, bench_root)}
     runs: list[RunSummary] = []
     for strategy in strategies:
         config = demo_config(spec, folders, strategy, output, settings, real_general, scored_split)
         console.rule(f"strategy {strategy}")
-        run_experiment(config, foundation_from=output / strategies[0] if runs else None)
+        foundation = output / strategies[0] if runs else None
+        if seeds:
+            run_seeds(config, seeds, foundation_from=foundation)
+        else:
+            run_experiment(config, foundation_from=foundation)
         runs.append(read_run(strategy, Path(config.output_dir)))
     return runs
 
 
 def write_report(runs: list[RunSummary], spec: BenchmarkSpec, output: Path, settings: dict = DEMO_EXPERIMENT) -> Path:
-    """``<output>/report/``: README.md with the domains and the side-by-side table, and the plots."""
+    """``<output>/report/``: README.md with the domains, the side-by-side table (metrics with
+    their intervals), the paired tests of every strategy against the first, and the plots."""
     folder = output / "report"
     for run in runs:
         wer_heatmap(run.matrix, f"{run.name}: WER % after each task", folder / f"heatmap_{run.name}.png")
     wer_trajectories({run.name: run.matrix for run in runs}, folder / "trajectories.png")
-    write_text(folder / "README.md", _report_markdown(runs, spec, settings))
+    write_text(folder / "README.md", _report_markdown(runs, spec, settings, output))
     return folder
 
 
-def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec, settings: dict) -> str:
+def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec, settings: dict, output: Path) -> str:
     domains = ["| domain | role | topic | voices | channel | train / test |", "|---|---|---|---|---|---|"]
     for role, items in (("task", spec.domains), ("general", spec.general)):
         for d in items:
@@ -109,6 +118,7 @@ def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec, settings: dict
             channel = describe(parse_chain(list(d.transforms))) if d.transforms else "clean"
             domains.append(f"| {d.name} | {role} | {d.topic} | {voices} | {channel} | {d.train} / {d.test} |")
     heatmaps = "\n".join(f"![{r.name}](heatmap_{r.name}.png)" for r in runs)
+    seeds = runs[0].metrics.get("seeds", {}).get("seeds")
     return "\n\n".join([
         "# clasr demo: tiny.en adapted domain after domain",
         "Synthetic speech made by `clasr bench make` (eSpeak NG and hibari voices, acoustic channels from "
@@ -116,11 +126,19 @@ def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec, settings: dict
         "\n".join(domains),
         _settings_line(settings),
         "## WER % per strategy (row: after training through that task)",
+        f"Mean over seeds {seeds}; metrics as mean±std over seeds [95 % interval over utterances]." if seeds
+        else "Metrics with their 95 % interval over utterances in brackets.",
         comparison_markdown(runs),
         f"`{REAL_GENERAL_NAME}`: real read speech (CMU ARCTIC), when the demo runs from a clone. "
         "Avg WER: mean over tasks of the final row. BWT: mean change on earlier tasks between right after "
         "learning them and the end (negative = forgetting). Learning: mean WER drop on each task when it is "
         "learned. time: seconds of training, the strategy's own work and evaluation after the foundation row.",
+        f"## Paired tests against {runs[0].name}",
+        "Each strategy against the first, on the same utterances (and seeds): the difference A − B with its paired "
+        "bootstrap interval, a sign-flip permutation test and a Wilcoxon signed-rank test over the utterances' "
+        "contributions, Holm's correction over the lines of a table; the verdict names the better run where the "
+        "corrected p < 0.05.",
+        *(paired_markdown(paired_results(output / runs[0].name, output / r.name), runs[0].name, r.name) for r in runs[1:]),
         "## Each set along the sequence",
         "![trajectories](trajectories.png)",
         "## WER matrices",

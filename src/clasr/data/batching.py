@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -45,6 +45,13 @@ def duration_batches(
     if shuffle:
         random.Random(seed).shuffle(batches)
     return batches
+
+
+def load_utterance_audio(utterance: Utterance) -> np.ndarray:
+    """The utterance's audio at 16 kHz: the whole file, or only its segment's span."""
+    if utterance.offset is None:
+        return load_audio(utterance.audio_path)
+    return load_audio(utterance.audio_path, offset=utterance.offset, duration=utterance.duration)
 
 
 def prompt_ids(tokenizer) -> list[int]:
@@ -139,7 +146,7 @@ class SpeechCollator:
     def __call__(self, utterances: Sequence[Utterance], indices: Sequence[int]) -> SpeechBatch:
         for utterance in utterances:
             self.check_length(utterance)
-        feats, lengths = self.features([load_audio(u.audio_path) for u in utterances])
+        feats, lengths = self.features([load_utterance_audio(u) for u in utterances])
         input_ids, labels = self.tokens([u.text for u in utterances])
         return SpeechBatch(feats, lengths, input_ids, labels, list(indices))
 
@@ -167,7 +174,35 @@ def make_loader(
     """A DataLoader over duration-sorted batches (shuffled batch order when training)."""
     batches = duration_batches([u.duration for u in utterances], batch_size, shuffle, seed)
     return torch.utils.data.DataLoader(
-        UtteranceDataset(utterances),
-        batch_sampler=batches,
-        collate_fn=lambda items: collator([u for u, _ in items], [i for _, i in items]),
+        UtteranceDataset(utterances), batch_sampler=batches, collate_fn=_CollateItems(collator)
     )
+
+
+def batch_stream(
+    utterances: Sequence[Utterance], batches: Sequence[Sequence[int]], collator: SpeechCollator, num_workers: int = 0
+) -> Iterator[SpeechBatch]:
+    """The :class:`SpeechBatch` of each index list of ``batches``, in order.
+
+    With ``num_workers`` > 0, that many DataLoader worker processes decode and collate the
+    next batches while the current one trains (two batches ahead each); the batches and their
+    order are the same as without workers, since collating draws nothing at random.
+    """
+    if num_workers == 0:
+        return (collator([utterances[i] for i in indices], indices) for indices in batches)
+    loader = torch.utils.data.DataLoader(
+        UtteranceDataset(utterances),
+        batch_sampler=[list(indices) for indices in batches],
+        collate_fn=_CollateItems(collator),
+        num_workers=num_workers,
+    )
+    return iter(loader)
+
+
+class _CollateItems:
+    """DataLoader items (utterance, index) → SpeechBatch; a class so worker processes can pickle it."""
+
+    def __init__(self, collator: SpeechCollator) -> None:
+        self.collator = collator
+
+    def __call__(self, items: list[tuple[Utterance, int]]) -> SpeechBatch:
+        return self.collator([u for u, _ in items], [i for _, i in items])

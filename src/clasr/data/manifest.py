@@ -2,7 +2,9 @@
 
 The input layout is a folder with ``metadata.jsonl`` (or ``metadata.csv``) whose rows have
 ``file_name`` (audio path relative to the folder), ``text`` and optionally ``speaker``,
-``split``, ``duration`` and any extra columns. ``read_dataset`` checks every row, keeps the
+``split``, ``duration``, ``offset`` and any extra columns. A row with an ``offset`` (seconds) is a
+segment of its file: ``offset`` to ``offset + duration`` (to the end of the file without a
+duration), and only that span is decoded. ``read_dataset`` checks every row, keeps the
 valid ones that a ``Selection`` asks for, in manifest order, and returns a
 ``ManifestReport`` that accounts for every row: kept, bad (with a reason from a closed set)
 or removed by a named filter.
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from clasr.data.audio import AudioError, AudioInfo, probe_audio
 
@@ -39,6 +41,7 @@ PATH_OUTSIDE_FOLDER = "path_outside_folder"
 MISSING_FILE = "missing_file"
 UNREADABLE_AUDIO = "unreadable_audio"
 EMPTY_AUDIO = "empty_audio"
+BAD_SEGMENT = "bad_segment"
 BAD_ROW_REASONS = (
     BAD_SYNTAX,
     MISSING_COLUMN,
@@ -47,13 +50,14 @@ BAD_ROW_REASONS = (
     MISSING_FILE,
     UNREADABLE_AUDIO,
     EMPTY_AUDIO,
+    BAD_SEGMENT,
 )
 
 # The filters of a Selection, in the order they are applied.
-SELECTION_FILTERS = ("split", "speakers", "min_duration", "max_duration", "skip", "max_utterances")
+SELECTION_FILTERS = ("split", "speakers", "where", "min_duration", "max_duration", "skip", "max_utterances")
 
 # Columns with a meaning of their own; any other column goes to Utterance.extra.
-KNOWN_COLUMNS = frozenset({"file_name", "text", "speaker", "split", "duration"})
+KNOWN_COLUMNS = frozenset({"file_name", "text", "speaker", "split", "duration", "offset"})
 
 # Seconds the duration column may differ from the audio header before a warning.
 DURATION_TOLERANCE = 0.1
@@ -77,10 +81,11 @@ class DataError(ValueError):
 class Utterance:
     """One valid manifest row.
 
-    ``id`` is the file_name as written in the manifest, or ``file_name#row`` when an earlier
-    row already used that file_name, so ids are unique and do not depend on the selection.
-    ``duration`` (seconds) comes from the audio header. ``row`` is the manifest line number.
-    ``extra`` holds every column besides file_name, text, speaker, split and duration.
+    ``id`` is the file_name as written in the manifest (``file_name@offset`` for a segment), or
+    that with ``#row`` appended when an earlier row already used it, so ids are unique and do not
+    depend on the selection. ``duration`` (seconds) comes from the audio header; for a segment
+    (``offset`` not None) it is the segment's length. ``row`` is the manifest line number.
+    ``extra`` holds every column besides file_name, text, speaker, split, duration and offset.
     """
 
     id: str
@@ -91,6 +96,7 @@ class Utterance:
     split: str | None
     row: int
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
+    offset: float | None = None
 
 
 @dataclass(frozen=True)
@@ -129,8 +135,10 @@ class BadRow:
 class Selection(BaseModel):
     """Which valid rows of a manifest to use.
 
-    Filters apply in SELECTION_FILTERS order: split, speakers, min/max duration (inclusive
-    bounds, on the header duration), then ``skip`` drops the first rows left and
+    Filters apply in SELECTION_FILTERS order: split, speakers, ``where`` (column → accepted
+    values, compared as text: a row is kept when every named column holds one of its values;
+    a column that no row has is an error), min/max duration (inclusive bounds, on the header
+    duration), then ``skip`` drops the first rows left and
     ``max_utterances`` caps the rest, both in manifest order, so that two selections of one
     split can be disjoint (e.g. skip=0, max_utterances=100 and skip=100).
     """
@@ -139,10 +147,27 @@ class Selection(BaseModel):
 
     split: str | None = Field(default=None, min_length=1)
     speakers: list[str] | None = Field(default=None, min_length=1)
+    where: dict[str, list[str | int | float | bool]] | None = Field(default=None, min_length=1)
     skip: int = Field(default=0, ge=0)
     max_utterances: int | None = Field(default=None, ge=1)
     min_duration: float | None = Field(default=None, ge=0)
     max_duration: float | None = Field(default=None, ge=0)
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _one_value_is_a_list(cls, where: Any) -> Any:
+        """``{accents: england}`` means ``{accents: [england]}``."""
+        if isinstance(where, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in where.items()}
+        return where
+
+    @field_validator("where")
+    @classmethod
+    def _values_given(cls, where: dict[str, list] | None) -> dict[str, list] | None:
+        empty = [column for column, values in (where or {}).items() if not values]
+        if empty:
+            raise ValueError(f"no accepted values for column(s) {empty}")
+        return where
 
     @model_validator(mode="after")
     def _check_duration_bounds(self) -> Selection:
@@ -240,7 +265,8 @@ def _find_manifest(folder: Path) -> tuple[Path, list[str]]:
 class _Entry:
     """A row whose columns are valid; its audio is not checked yet.
 
-    ``listed_duration`` is the duration column as written, compared with the header later.
+    ``listed_duration`` is the duration column as written, compared with the header later
+    (for a segment, a checked positive number or None: to the end of the file).
     """
 
     row: int
@@ -251,6 +277,7 @@ class _Entry:
     split: str | None
     listed_duration: Any
     extra: dict[str, Any]
+    offset: float | None = None
 
 
 class _WarningTally:
@@ -290,6 +317,7 @@ class _DatasetReader:
         self.report = ManifestReport(source=source)
         self._tally = _WarningTally()
         self._used_file_names: set[str] = set()
+        self._columns: set[str] = set()
 
     def read(self) -> list[Utterance]:
         """The selected utterances, in manifest order; fills in the report."""
@@ -298,6 +326,7 @@ class _DatasetReader:
             for item in read_manifest_rows(self.source)
             if (utterance := self._row_to_utterance(item)) is not None
         ]
+        self._check_where_columns()
         selected = self._skip_and_cap(candidates)
         self.report.kept = len(selected)
         self.report.warnings.extend(self._tally.messages())
@@ -311,6 +340,7 @@ class _DatasetReader:
         self.report.rows += 1
         if isinstance(item, BadRow):
             return self._reject(item)
+        self._columns.update(item[1])
         entry = _check_columns(self.source, self.folder, *item)
         if isinstance(entry, BadRow):
             return self._reject(entry)
@@ -320,18 +350,23 @@ class _DatasetReader:
         info = _check_audio(self.source, entry)
         if isinstance(info, BadRow):
             return self._reject(info)
-        self._compare_listed_duration(entry, info.duration)
-        if self._filtered_out(_duration_filter(self.selection, info.duration)):
+        duration = _segment_duration(self.source, entry, info.duration)
+        if isinstance(duration, BadRow):
+            return self._reject(duration)
+        if entry.offset is None:
+            self._compare_listed_duration(entry, info.duration)
+        if self._filtered_out(_duration_filter(self.selection, duration)):
             return None
         return Utterance(
             id=utterance_id,
             audio_path=entry.audio_path,
             text=entry.text,
-            duration=info.duration,
+            duration=duration,
             speaker=entry.speaker,
             split=entry.split,
             row=entry.row,
             extra=entry.extra,
+            offset=entry.offset,
         )
 
     def _reject(self, bad: BadRow) -> None:
@@ -349,12 +384,22 @@ class _DatasetReader:
         return filter_name is not None
 
     def _unique_id(self, entry: _Entry) -> str:
-        """The file_name, or file_name#row when an earlier row used it."""
-        if entry.file_name not in self._used_file_names:
-            self._used_file_names.add(entry.file_name)
-            return entry.file_name
-        self._tally.add(_REPEATED_FILE, f"row {entry.row} ({entry.file_name})")
-        return f"{entry.file_name}#{entry.row}"
+        """The file_name (file_name@offset for a segment), with #row when an earlier row used it."""
+        name = entry.file_name if entry.offset is None else f"{entry.file_name}@{entry.offset:g}"
+        if name not in self._used_file_names:
+            self._used_file_names.add(name)
+            return name
+        self._tally.add(_REPEATED_FILE, f"row {entry.row} ({name})")
+        return f"{name}#{entry.row}"
+
+    def _check_where_columns(self) -> None:
+        """DataError when ``where`` names a column that no row of the manifest has."""
+        unknown = sorted(set(self.selection.where or {}) - self._columns)
+        if unknown:
+            raise DataError(
+                f"{self.source}: selection where: no column {', '.join(map(repr, unknown))} in any row; "
+                f"the columns are: {', '.join(sorted(self._columns)) or 'none'}"
+            )
 
     def _compare_listed_duration(self, entry: _Entry, header_duration: float) -> None:
         """Warn when the duration column disagrees with the header or is not a number."""
@@ -482,6 +527,14 @@ def _check_columns(source: Path, folder: Path, row: int, values: dict[str, Any])
             return BadRow(
                 source, row, file_name, BAD_SYNTAX, f"{column!r} must be a string, got {value!r}"
             )
+    offset, listed_duration = values.get("offset"), values.get("duration")
+    if offset is not None and offset != "":
+        segment = parse_segment(offset, listed_duration)
+        if isinstance(segment, str):
+            return BadRow(source, row, file_name, BAD_SEGMENT, segment)
+        offset, listed_duration = segment
+    else:
+        offset = None
     return _Entry(
         row=row,
         file_name=file_name,
@@ -489,9 +542,48 @@ def _check_columns(source: Path, folder: Path, row: int, values: dict[str, Any])
         text=text.strip(),
         speaker=_label(speaker),
         split=_label(split),
-        listed_duration=values.get("duration"),
+        listed_duration=listed_duration,
         extra={column: value for column, value in values.items() if column not in KNOWN_COLUMNS},
+        offset=offset,
     )
+
+
+def parse_segment(offset: Any, duration: Any) -> tuple[float, float | None] | str:
+    """(offset, duration or None: to the end) of a segment in seconds, or what is wrong."""
+    start = _as_seconds(offset)
+    if start is None or start < 0:
+        return f"offset must be a number of seconds ≥ 0, got {offset!r}"
+    if duration is None or duration == "":
+        return start, None
+    length = _as_seconds(duration)
+    if length is None or length <= 0:
+        return f"a segment's duration must be a number of seconds > 0, got {duration!r}"
+    return start, length
+
+
+def _segment_duration(source: Path, entry: _Entry, header_duration: float) -> float | BadRow:
+    """The utterance's duration: the header's for a whole file, the segment's length for a
+    segment (see :func:`segment_length`), or a bad_segment row."""
+    if entry.offset is None:
+        return header_duration
+    length = segment_length(entry.offset, entry.listed_duration, header_duration)
+    if isinstance(length, str):
+        return BadRow(source, entry.row, entry.file_name, BAD_SEGMENT, length)
+    return length
+
+
+def segment_length(offset: float, duration: float | None, header_duration: float) -> float | str:
+    """Seconds of audio in the segment ``offset`` + ``duration`` (None: to the end) of a file of
+    ``header_duration`` s, or what is wrong with it: it starts at or after the end of the audio,
+    or ends more than DURATION_TOLERANCE after it (within the tolerance it is cut at the end)."""
+    left = header_duration - offset
+    if left <= 0:
+        return f"offset {offset:g} s is not before the end of the audio ({header_duration:.3f} s)"
+    if duration is None:
+        return left
+    if duration > left + DURATION_TOLERANCE:
+        return f"segment {offset:g}–{offset + duration:g} s ends after the audio ({header_duration:.3f} s)"
+    return min(duration, left)
 
 
 def _required_string_problem(column: str, value: Any, blank_reason: str) -> tuple[str, str] | None:
@@ -555,12 +647,24 @@ def _check_audio(source: Path, entry: _Entry) -> AudioInfo | BadRow:
 
 
 def _label_filter(selection: Selection, entry: _Entry) -> str | None:
-    """The first label filter (split, speakers) that removes the entry, if any."""
+    """The first label filter (split, speakers, where) that removes the entry, if any."""
     if selection.split is not None and entry.split != selection.split:
         return "split"
     if selection.speakers is not None and entry.speaker not in selection.speakers:
         return "speakers"
+    if selection.where is not None and not all(
+        _column_text(entry, column) in {str(value) for value in accepted}
+        for column, accepted in selection.where.items()
+    ):
+        return "where"
     return None
+
+
+def _column_text(entry: _Entry, column: str) -> str | None:
+    """The value of any manifest column of the entry as text (None when the row lacks it)."""
+    known = {"file_name": entry.file_name, "text": entry.text, "speaker": entry.speaker, "split": entry.split}
+    value = known[column] if column in known else entry.extra.get(column)
+    return None if value is None else str(value)
 
 
 def _duration_filter(selection: Selection, duration: float) -> str | None:

@@ -34,6 +34,10 @@ from clasr.strategies.base import TaskContext
 from clasr.train import train_task
 
 
+# Config keys that do not change results: a run may resume with other values.
+RESULT_NEUTRAL_KEYS = ("output_dir", "train.num_workers")
+
+
 def _differences(old, new, path: str = "") -> list[str]:
     """Key paths where two plain configs differ."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -51,7 +55,7 @@ def check_output_dir(config: ExperimentConfig, state: RunState) -> None:
     """
     if not state.rows_done:
         return
-    diff = [d for d in _differences(state.config, config.to_plain()) if d != "output_dir"]
+    diff = [d for d in _differences(state.config, config.to_plain()) if d not in RESULT_NEUTRAL_KEYS]
     if diff:
         raise ConfigError(
             f"{config.output_dir} holds a run of a different config (differs at: {', '.join(diff)}); "

@@ -68,22 +68,21 @@ def _seed_statistics(values: list) -> tuple | None:
     return None if any(v is None for v in values) else seed_interval(np.array(values))
 
 
-def aggregate_matrix(matrices: list[dict], folders: list[Path]) -> dict:
+def aggregate_matrix(matrices: list[dict], cells: list[list[list[float]]]) -> dict:
     """The mean matrix of finished seed runs, with the per-cell intervals over utterances
-    and over seeds (UtteranceErrorsError when their hypothesis files are unusable)."""
+    (``cells``, from :func:`clasr.metrics.run_stats.intervals`) and over seeds."""
     matrix = _mean([{k: v for k, v in m.items() if k not in ("views", "wer_ci95", "general_wer_ci95")} for m in matrices])
     statistics = _per_cell(matrices, _seed_statistics)
     for key, pick in (("wer_std", lambda s: s[1]), ("wer_seeds_ci95", lambda s: [s[2], s[3]])):
         matrix[key] = [[None if s is None else pick(s) for s in row] for row in statistics["tasks"]]
         matrix[f"general_{key}"] = {g: [None if s is None else pick(s) for s in col] for g, col in statistics["general"].items()}
-    cells = intervals(read_run_errors(folders, matrices[0]), BOOTSTRAP_RESAMPLES)["cells"]
     n_tasks = len(matrix["tasks"])
     matrix["wer_ci95"] = [row[:n_tasks] for row in cells]
     matrix["general_wer_ci95"] = {g: [row[n_tasks + k] for row in cells] for k, g in enumerate(matrix["general"])}
     return matrix
 
 
-def aggregate_metrics(metrics: list[dict], folders: list[Path], matrix: dict, seeds: list[int]) -> dict:
+def aggregate_metrics(metrics: list[dict], folders: list[Path], seeds: list[int], intervals_: dict) -> dict:
     """Means over seeds, the interval of the mean over utterances and the spread over seeds."""
     failed = [f"{folder.name}: {m['error']}" for folder, m in zip(folders, metrics) if "error" in m]
     if failed:
@@ -98,10 +97,7 @@ def aggregate_metrics(metrics: list[dict], folders: list[Path], matrix: dict, se
         spread[key] = {"values": values, "std": None if statistics is None else statistics[1],
                        "ci95": None if statistics is None else [statistics[2], statistics[3]]}
     aggregate["seeds"] = spread
-    try:
-        aggregate["ci95"] = intervals(read_run_errors(folders, matrix), BOOTSTRAP_RESAMPLES)["metrics"]
-    except UtteranceErrorsError as error:
-        aggregate["ci95"] = {"error": str(error)}
+    aggregate["ci95"] = intervals_
     aggregate["definitions"] = METRIC_DEFINITIONS
     return aggregate
 
@@ -117,12 +113,13 @@ def write_sweep_results(output_dir: Path, seeds: list[int]) -> dict:
     shapes = {(tuple(m["tasks"]), tuple(m["general"]), len(m["wer"])) for m, _ in results}
     if len(shapes) > 1:
         raise ValueError(f"{output_dir}: the seed folders hold matrices of different shapes; {shapes}")
-    try:
-        matrix = aggregate_matrix([m for m, _ in results], folders)
+    try:  # intervals of the mean over seeds; the hypothesis files must be usable
+        found = intervals(read_run_errors(folders, results[0][0]), BOOTSTRAP_RESAMPLES)
     except UtteranceErrorsError as error:
         raise ValueError(str(error)) from None
+    matrix = aggregate_matrix([m for m, _ in results], found["cells"])
     matrix["sweep"] = {"seeds": seeds}
-    metrics = aggregate_metrics([x for _, x in results], folders, results[0][0], seeds)
+    metrics = aggregate_metrics([x for _, x in results], folders, seeds, found["metrics"])
     write_json(output_dir / SWEEP_FILE, {"seeds": seeds, "folders": [f.name for f in folders]})
     write_json(output_dir / "matrix.json", matrix)
     for rate in ("wer", "cer"):
