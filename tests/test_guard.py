@@ -15,7 +15,7 @@ from clasr.experiment.config import ConfigError, load_config, parse_config
 from clasr.experiment.runner import run_experiment
 from clasr.guard import GuardConfig, GuardedSet, TaskGuard
 from clasr.report.guard import guard_markdown, read_guard
-from conftest import SHARED_DATA, write_dataset
+from conftest import SHARED_DATA, require_shared_data, write_dataset
 
 SETS = [GuardedSet("g", [], "basic"), GuardedSet("h", [], "basic")]
 
@@ -247,6 +247,17 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "an4_short_sequence
 AN4 = SHARED_DATA / "an4" / "metadata.jsonl"
 
 
+def _make_an4_short_module():
+    spec = importlib.util.spec_from_file_location("make_an4_short", EXAMPLE.parents[1] / "benchmarks" / "make_an4_short.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def _example_tasks() -> list[dict]:
+    return yaml.safe_load(EXAMPLE.read_text())["tasks"]
+
+
 def test_the_short_sequence_example_validates_and_guards_a_disjoint_dev():
     config = load_config(EXAMPLE, {"guard": "rollback"})
     assert [t.name for t in config.tasks] == ["short1", "short2", "short3"]
@@ -257,9 +268,7 @@ def test_the_short_sequence_example_validates_and_guards_a_disjoint_dev():
 
 @pytest.mark.skipif(not AN4.exists(), reason="needs ../shared/data/an4")
 def test_short_an4_tasks_are_short_speaker_disjoint_and_cover_every_kept_row():
-    spec = importlib.util.spec_from_file_location("make_an4_short", EXAMPLE.parents[1] / "benchmarks" / "make_an4_short.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _make_an4_short_module()
     MAX_WORDS, short_rows = script.MAX_WORDS, script.short_rows
     rows = [json.loads(line) for line in AN4.read_text().splitlines() if line.strip()]
     short = short_rows(rows)
@@ -271,3 +280,33 @@ def test_short_an4_tasks_are_short_speaker_disjoint_and_cover_every_kept_row():
     assert sorted(by_split) == [f"t{k}_{s}" for k in (1, 2, 3) for s in ("test", "train")]
     speaker_sets = list(by_split.values())
     assert all(a.isdisjoint(b) for i, a in enumerate(speaker_sets) for b in speaker_sets[i + 1 :])
+
+
+@pytest.mark.slow
+def test_the_guard_rolls_back_sequential_lora_that_forgets_how_to_transcribe_sentences(tmp_path):
+    """Real tiny.en, real speech (issue 20): LoRA at lr 3e-3 on AN4's one- to three-word
+    utterances teaches the model to stop after a word or two, and ARCTIC sentences collapse.
+    The guard must see it on its dev prompts, roll back to a step before the collapse, and so
+    keep the general test prompts (disjoint from the dev ones) near the foundation's WER."""
+    require_shared_data("an4")
+    arctic = require_shared_data("arctic_kathleen")
+    _make_an4_short_module().make_an4_short(SHARED_DATA / "an4", tmp_path / "an4_short")
+    config = load_config(
+        EXAMPLE,
+        {
+            "output_dir": str(tmp_path / "out"),
+            "tasks": [{**task, "data": str(tmp_path / "an4_short")} for task in _example_tasks()[:1]],
+            "general": [{"name": "arctic", "data": str(arctic), "test": {"split": "test", "skip": 16, "max_utterances": 8}, "dev": {"split": "test", "max_utterances": 8}}],
+            "adapter": {"type": "lora", "r": 8, "alpha": 16},
+            "train.learning_rate": 3e-3,
+            "guard": {"mode": "rollback", "every_steps": 2},
+        },
+    )
+    metrics = run_experiment(config)
+    entry = read_guard(tmp_path / "out")[0]
+    start = entry["curve"][0]["wer"]["arctic"]
+    worst = max(check["wer"]["arctic"] for check in entry["curve"])
+    best = next(c for c in entry["curve"] if c["step"] == entry["rolled_back_to"])["wer"]["arctic"]
+    assert entry["triggered_at"] is not None and worst > start + 0.2  # the collapse happened and was seen
+    assert entry["rolled_back_to"] < entry["triggered_at"] and best <= start + entry["threshold"]
+    assert metrics["general"]["arctic"]["change"] < 0.05  # held-out prompts: no collapse after the task
