@@ -272,6 +272,47 @@ def bench_make(
     console.print(f"folders under {Path(summaries[0].folder).parent}")
 
 
+@data_app.command("import")
+def data_import(
+    format: str = typer.Argument(..., help="commonvoice, librispeech, nemo, kaldi or parquet"),
+    source: Path = typer.Argument(..., help="the corpus: a Common Voice language folder, a LibriSpeech tree, "
+                                  "a NeMo manifest (or folder of them), a Kaldi data dir (or folder of them), "
+                                  "a parquet shard (or folder of them)"),
+    output: Path = typer.Argument(..., help="new dataset folder (must not exist or be empty)"),
+    copy: bool = typer.Option(False, "--copy", help="copy the audio instead of hard-linking it"),
+    flac: bool = typer.Option(False, "--flac", help="re-encode the audio once as 16 kHz mono FLAC (faster to "
+                              "decode than 48 kHz MP3)"),
+    split: Optional[str] = typer.Option(None, help="split of every row (default: from the layout)"),
+    tsv: list[str] = typer.Option([], "--tsv", help="commonvoice: TSV to read, repeatable (default: train, dev, "
+                                  "test; validated when those are absent)"),
+    audio_root: Optional[Path] = typer.Option(None, help="nemo, kaldi, parquet: where relative audio paths start "
+                                              "(default: the manifest's folder)"),
+    text_column: str = typer.Option("text", help="parquet: the transcript column"),
+    audio_column: str = typer.Option("audio", help="parquet: the audio column (bytes/path struct, path or bytes)"),
+    speaker_column: Optional[str] = typer.Option(None, help="parquet: the speaker column (default: speaker, if any)"),
+) -> None:
+    """Import a corpus (Common Voice, LibriSpeech, NeMo, Kaldi, parquet) as a dataset folder every
+    command reads; bad rows are skipped and listed in OUTPUT/import_report.json."""
+    from clasr.data.importers import ImportOptions, import_dataset
+    from clasr.progress import progress_bar
+
+    options = ImportOptions(split=split, tsv=tuple(tsv), audio_root=audio_root, text_column=text_column,
+                            audio_column=audio_column, speaker_column=speaker_column)
+    try:
+        with progress_bar() as bar:
+            job = bar.add_task(f"importing {format}", total=None, info="")
+            report = import_dataset(format, source, output, options, copy=copy, flac=flac,
+                                    progress=lambda rows: bar.update(job, completed=rows))
+    except (DataError, AudioError, OSError) as error:
+        _fail(str(error))
+    for bad in report.bad_rows[:10]:
+        console.print(f"[yellow]skipped[/] {escape(str(bad))}", highlight=False)
+    if len(report.bad_rows) > 10:
+        console.print(f"… {len(report.bad_rows) - 10} more skipped rows in {output / 'import_report.json'}")
+    console.print(f"{report.written} of {report.rows} rows ({report.seconds / 3600:.2f} h, {report.audio_files} "
+                  f"audio files) → {report.output}; skipped by reason: {report.bad_counts() or 'none'}")
+
+
 @data_app.command("transform")
 def data_transform(
     source: Path = typer.Argument(..., help="dataset folder with metadata.jsonl"),
