@@ -258,6 +258,7 @@ def _timings(state: RunState) -> dict:
                 "label": row["label"],
                 "train": row.get("train"),
                 "strategy_seconds": row.get("strategy_seconds"),
+                "guard_seconds": row["guard"]["seconds"] if row.get("guard") else None,  # within train seconds
                 "eval_seconds": eval_seconds,
                 "decode_seconds_per_utterance": sum(eval_seconds.values()) / max(sum(utts.values()), 1),
             }
