@@ -154,6 +154,11 @@ def _read_variable(reader: _Reader, index: int) -> tuple[str, np.ndarray, bool]:
 
 def write_ct2_model(path: str | os.PathLike, model: CT2Model) -> None:
     """Write ``model`` to ``path`` in the layout that :func:`read_ct2_model` reads."""
+    Path(path).write_bytes(ct2_model_bytes(model))
+
+
+def ct2_model_bytes(model: CT2Model) -> bytes:
+    """The content of the ``model.bin`` of ``model`` (what CTranslate2 can also load from memory)."""
     chunks = [
         struct.pack("<I", model.version),
         _pack_string(model.spec_name),
@@ -164,7 +169,7 @@ def write_ct2_model(path: str | os.PathLike, model: CT2Model) -> None:
     chunks.append(struct.pack("<I", len(model.aliases)))
     for alias, target in model.aliases.items():
         chunks.extend([_pack_string(alias), _pack_string(target)])
-    Path(path).write_bytes(b"".join(chunks))
+    return b"".join(chunks)
 
 
 def _pack_string(text: str) -> bytes:
