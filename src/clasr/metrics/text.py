@@ -7,6 +7,9 @@ to the hypothesis of every utterance. A task chooses its normalizer by name:
   numbers, which hurts data whose references spell digits out (AN4): "ONE FIVE TWO THREE
   SIX" becomes "15236" while the hypothesis "1 5 2 3 6" becomes "one 5 2 3 6", and the
   letter sequence "W O O D" becomes "w 00 d".
+- ``"whisper_basic"``: Whisper's ``BasicTextNormalizer`` for languages other than English:
+  lower-case, text in brackets/parentheses and every symbol, punctuation or mark character
+  replaced by a space, spaces collapsed (accents kept). The default of non-English sets.
 - ``"basic"``: lower-case, punctuation dropped (apostrophes inside words kept), spaces
   collapsed; numbers are left as written.
 - ``"spelled"``: for data that spells digits and letters as separate words (AN4-like);
@@ -20,11 +23,13 @@ import re
 from functools import lru_cache
 from typing import Callable
 
+from whisper_normalizer.basic import BasicTextNormalizer
 from whisper_normalizer.english import EnglishTextNormalizer
 
 Normalizer = Callable[[str], str]
 
 DEFAULT_NORMALIZER = "whisper_english"
+MULTILINGUAL_NORMALIZER = "whisper_basic"
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -44,6 +49,20 @@ def _whisper_english_normalizer() -> EnglishTextNormalizer:
 def whisper_english_normalize(text: str) -> str:
     """Whisper's English text normalizer (one shared instance, built on first use)."""
     return _whisper_english_normalizer()(text)
+
+
+@lru_cache(maxsize=1)
+def _whisper_basic_normalizer() -> BasicTextNormalizer:
+    return BasicTextNormalizer()
+
+
+def whisper_basic_normalize(text: str) -> str:
+    """Whisper's basic (multilingual) text normalizer.
+
+    >>> whisper_basic_normalize("Größe: 3,5 Meter! (laughs) «Très» bien.")
+    'größe 3 5 meter très bien'
+    """
+    return " ".join(_whisper_basic_normalizer()(text).split())
 
 
 def basic_normalize(text: str) -> str:
@@ -107,6 +126,7 @@ def identity_normalize(text: str) -> str:
 
 NORMALIZERS: dict[str, Normalizer] = {
     "whisper_english": whisper_english_normalize,
+    "whisper_basic": whisper_basic_normalize,
     "basic": basic_normalize,
     "spelled": spelled_normalize,
     "none": identity_normalize,
@@ -120,3 +140,10 @@ def get_normalizer(name: str = DEFAULT_NORMALIZER) -> Normalizer:
     except KeyError:
         valid = ", ".join(sorted(NORMALIZERS))
         raise ValueError(f"unknown normalizer {name!r}; valid names: {valid}") from None
+
+
+def default_normalizer(language: str | None, english: str = DEFAULT_NORMALIZER) -> str:
+    """The normalizer of a set in ``language`` that names none: ``english`` (the evaluation's
+    normalizer, Whisper's English one by default) for English, ``whisper_basic`` otherwise
+    (including ``auto``, whose language is known only per hypothesis)."""
+    return english if language in (None, "en") else MULTILINGUAL_NORMALIZER

@@ -7,15 +7,26 @@ summed reference counts, never as a mean of per-utterance rates:
     CER = Σ char_errors / Σ N_chars         (normalised text, words joined by one space)
     CER_nospace = the same with all spaces removed from reference and hypothesis
 
+    MER = Σ mixed_errors / Σ N_mixed        (mixed units: each CJK character, and each other word)
+
 CER_nospace ignores how letters are grouped into words: AN4 references spell letters
 ("j p e g") where a model may write the word ("jpeg"); that pair has WER 1 but
 CER_nospace 0. Lower is better for every rate; a rate over zero reference units is nan.
+
+Which rate is a set's headline figure (its ``metric``) depends on its language: words
+(``wer``) for languages written with spaces, characters without spaces (``cer_nospace``)
+for languages written without them (zh, ja, th, lo, my, km, bo, yue), and the mixed error
+rate (``mer``) for code-switched text that mixes such a language with spaced words: there a
+Chinese character and an English word are one unit each ("我想 book 一个 room" has 7 units).
+For English text MER equals WER; for Chinese text without Latin words it equals CER_nospace.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple, Sequence
+
+import re
 
 import jiwer
 import numpy as np
@@ -28,7 +39,39 @@ _RATE_FIELDS: dict[str, tuple[str, str]] = {
     "wer": ("word_errors", "ref_words"),
     "cer": ("char_errors", "ref_chars"),
     "cer_nospace": ("char_errors_nospace", "ref_chars_nospace"),
+    "mer": ("mixed_errors", "ref_mixed"),
 }
+METRICS = tuple(_RATE_FIELDS)
+
+# Written without spaces between words: scored by characters (ISO 639 codes as Whisper's).
+NO_SPACE_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "km", "bo", "yue"})
+
+# One mixed unit per character: CJK unified ideographs (and extension A, compatibility), kana.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_MIXED_UNIT = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
+
+
+def default_metric(language: str | None) -> str:
+    """The headline rate of a set in ``language``: ``cer_nospace`` for languages written
+    without spaces, else ``wer`` (``mer`` is chosen explicitly, for code-switched sets)."""
+    return "cer_nospace" if language in NO_SPACE_LANGUAGES else "wer"
+
+
+def check_metric(name: str) -> str:
+    """``name`` if it is a known rate, else ValueError naming the valid ones."""
+    if name not in _RATE_FIELDS:
+        raise ValueError(f"unknown metric {name!r}; valid: {', '.join(_RATE_FIELDS)}")
+    return name
+
+
+def mixed_units(text: str) -> list[str]:
+    """The units of the mixed error rate: every CJK character alone, every other
+    whitespace-separated run as one word.
+
+    >>> mixed_units("我想 book 一个room")
+    ['我', '想', 'book', '一', '个', 'room']
+    """
+    return _MIXED_UNIT.findall(text)
 
 
 @dataclass(frozen=True)
@@ -48,6 +91,8 @@ class UtteranceScore:
     char_errors: int
     ref_chars_nospace: int
     char_errors_nospace: int
+    ref_mixed: int = 0  # 0 in hypothesis files written before MER existed: their MER is nan
+    mixed_errors: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -67,6 +112,7 @@ class CorpusScore:
     wer: float
     cer: float
     cer_nospace: float
+    mer: float
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -113,6 +159,7 @@ def score_utterance(
     hyp = _normalized(hypothesis, normalize)
     words = _word_edits(ref, hyp)
     ref_nospace, hyp_nospace = ref.replace(" ", ""), hyp.replace(" ", "")
+    ref_units, hyp_units = mixed_units(ref), mixed_units(hyp)
     score = UtteranceScore(
         ref_words=len(ref.split()),
         word_errors=words.total,
@@ -123,6 +170,8 @@ def score_utterance(
         char_errors=_char_edits(ref, hyp).total,
         ref_chars_nospace=len(ref_nospace),
         char_errors_nospace=_char_edits(ref_nospace, hyp_nospace).total,
+        ref_mixed=len(ref_units),
+        mixed_errors=_word_edits(" ".join(ref_units), " ".join(hyp_units)).total,
     )
     return score, ref, hyp
 
@@ -136,7 +185,7 @@ def _summed(scores: Sequence[UtteranceScore], field: str) -> int:
 
 
 def corpus_score(scores: Sequence[UtteranceScore]) -> CorpusScore:
-    """WER, CER and CER_nospace of a corpus: Σ errors / Σ reference counts (nan if Σ = 0)."""
+    """WER, CER, CER_nospace and MER of a corpus: Σ errors / Σ reference counts (nan if Σ = 0)."""
     totals = {field: _summed(scores, field) for pair in _RATE_FIELDS.values() for field in pair}
     rates = {name: _ratio(totals[err], totals[ref]) for name, (err, ref) in _RATE_FIELDS.items()}
     return CorpusScore(
@@ -173,7 +222,7 @@ def bootstrap_ci(
 
     Each resample draws ``len(scores)`` utterances with replacement and recomputes
     Σ errors / Σ references; the interval is the (1 − confidence)/2 and (1 + confidence)/2
-    percentiles of those ratios. ``metric`` is "wer", "cer" or "cer_nospace". Resamples
+    percentiles of those ratios. ``metric`` is one of :data:`METRICS`. Resamples
     with no reference units are skipped; with no utterances (or none left) it is (nan, nan).
     Deterministic for a given ``seed``.
     """

@@ -22,8 +22,10 @@ Name mapping (``{side}`` is ``encoder`` or ``decoder``, ``i`` a layer index)::
     decoder/embeddings/weight                model.decoder.embed_tokens.weight (tied to proj_out)
 
 transformers' k projections have no bias: the k slice of a fused bias must be zero and is
-dropped. Only English-only checkpoints (vocabulary 51,864) are supported so far; the
-multilingual token ids differ and have not been checked against real weights.
+dropped. Both vocabularies are supported: English-only (51,864 tokens) and multilingual
+(51,865 with 99 languages; 51,866 with 100, as large-v3). Their special tokens follow the
+text tokens in a fixed order (:func:`special_token_ids`), checked by name against
+vocabulary.txt. The tokenizer pads with <|endoftext|>, as OpenAI's checkpoints do.
 """
 
 from __future__ import annotations
@@ -50,18 +52,8 @@ from clasr.models.errors import ModelError
 
 CT2_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 
-ENGLISH_ONLY_VOCAB_SIZE = 51864
-END_OF_TEXT = 50256
-START_OF_TRANSCRIPT = 50257
-# The decoder's special ids, the same in the model config and the generation config.
-SPECIAL_TOKEN_IDS = dict(
-    decoder_start_token_id=START_OF_TRANSCRIPT,
-    bos_token_id=START_OF_TRANSCRIPT,
-    eos_token_id=END_OF_TEXT,
-    pad_token_id=END_OF_TEXT,
-)
-START_OF_PREV = 50360
-NO_TIMESTAMPS = 50362
+# vocabulary size -> number of text (BPE) tokens; the special tokens follow them
+TEXT_TOKENS = {51864: 50256, 51865: 50257, 51866: 50257}
 TIMESTAMP_COUNT = 1501  # <|0.00|> ... <|30.00|> in steps of 0.02 s
 MAX_TARGET_TOKENS = 448
 
@@ -73,6 +65,32 @@ LAYER_LINEARS = {"self_attention/linear_1": "self_attn.out_proj", "ffn/linear_0"
 LAYER_NORMS = {"self_attention/layer_norm": "self_attn_layer_norm", "ffn/layer_norm": "final_layer_norm"}
 DECODER_LAYER_LINEARS = {"attention/linear_0": "encoder_attn.q_proj", "attention/linear_2": "encoder_attn.out_proj"}
 DECODER_LAYER_NORMS = {"attention/layer_norm": "encoder_attn_layer_norm"}
+
+
+def special_token_ids(vocab_size: int, source: str = "model") -> dict[str, int]:
+    """Whisper's special token ids for a vocabulary of ``vocab_size`` tokens::
+
+        <|endoftext|> = n_text, <|startoftranscript|> = n_text + 1, then one <|xx|> per language,
+        then <|translate|> <|transcribe|> <|startoflm|> <|startofprev|> <|nospeech|>
+        <|notimestamps|>, then the 1,501 timestamps — so n_languages = vocab_size − n_text − 8 − 1,501.
+    """
+    if vocab_size not in TEXT_TOKENS:
+        raise ModelError(
+            f"{source}: vocabulary of {vocab_size} tokens; Whisper has 51864 (English-only), "
+            "51865 or 51866 (multilingual)"
+        )
+    eot = TEXT_TOKENS[vocab_size]
+    languages = vocab_size - eot - 8 - TIMESTAMP_COUNT
+    after = eot + 2 + languages
+    names = ("translate", "transcribe", "startoflm", "startofprev", "nospeech", "notimestamps")
+    return {"endoftext": eot, "startoftranscript": eot + 1, "first_language": eot + 2, "languages": languages,
+            **{name: after + i for i, name in enumerate(names)}}
+
+
+def _decoder_ids(special: dict[str, int]) -> dict[str, int]:
+    """The decoder's special ids, the same in the model config and the generation config."""
+    return dict(decoder_start_token_id=special["startoftranscript"], bos_token_id=special["startoftranscript"],
+                eos_token_id=special["endoftext"], pad_token_id=special["endoftext"])
 
 
 def convert_ct2_whisper(ct2_dir: str | Path, out_dir: str | Path) -> Path:
@@ -88,8 +106,8 @@ def convert_ct2_whisper(ct2_dir: str | Path, out_dir: str | Path) -> Path:
     config = whisper_config(ct2)
     state_dict = whisper_state_dict(ct2)
     check_state_dict(state_dict, config, ct2.source)
-    generation_config = whisper_generation_config(ct2_dir / "config.json")
     tokenizer = whisper_tokenizer(ct2_dir / "tokenizer.json", ct2_dir / "vocabulary.txt", config.vocab_size)
+    generation_config = whisper_generation_config(ct2_dir / "config.json", tokenizer)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         config.save_pretrained(tmp)
@@ -107,11 +125,7 @@ def whisper_config(ct2: CT2Model) -> WhisperConfig:
     _check_flags(ct2)
     embeddings = ct2.resolve("decoder/embeddings/weight")
     vocab_size, d_model = embeddings.shape
-    if vocab_size != ENGLISH_ONLY_VOCAB_SIZE:
-        raise ModelError(
-            f"{ct2.source}: vocabulary of {vocab_size} tokens; only English-only Whisper "
-            f"({ENGLISH_ONLY_VOCAB_SIZE}) is supported, multilingual CT2 conversion is not supported yet"
-        )
+    special = special_token_ids(vocab_size, ct2.source)
     return WhisperConfig(
         vocab_size=vocab_size,
         d_model=d_model,
@@ -127,7 +141,7 @@ def whisper_config(ct2: CT2Model) -> WhisperConfig:
         activation_function="gelu",
         scale_embedding=False,
         tie_word_embeddings=True,
-        **SPECIAL_TOKEN_IDS,
+        **_decoder_ids(special),
     )
 
 
@@ -264,32 +278,46 @@ def check_state_dict(state_dict: dict[str, torch.Tensor], config: WhisperConfig,
         raise ModelError(f"{source}: converted weights do not fit the derived config; first differences: {differences}")
 
 
-def whisper_generation_config(ct2_config_path: Path) -> GenerationConfig:
-    """Greedy-decoding settings for an English-only model, with CT2's suppression lists."""
+def whisper_generation_config(ct2_config_path: Path, tokenizer: WhisperTokenizerFast) -> GenerationConfig:
+    """Greedy-decoding settings with CT2's suppression lists; a multilingual model also gets its
+    language and task tokens (``lang_to_id``, ``task_to_id``), as OpenAI's checkpoints have."""
     try:
         ct2_config = json.loads(ct2_config_path.read_text(encoding="utf-8"))
         suppress_tokens = [int(i) for i in ct2_config["suppress_ids"]]
         begin_suppress_tokens = [int(i) for i in ct2_config["suppress_ids_begin"]]
         alignment_heads = [[int(layer), int(head)] for layer, head in ct2_config["alignment_heads"]]
+        language_ids = [int(i) for i in ct2_config.get("lang_ids", [])]
     except (ValueError, KeyError, TypeError) as error:
         raise ModelError(f"{ct2_config_path}: unusable CTranslate2 config ({type(error).__name__}: {error})") from None
+    special = special_token_ids(len(tokenizer), str(ct2_config_path.parent))
+    multilingual = len(tokenizer) > min(TEXT_TOKENS)
+    languages = range(special["first_language"], special["first_language"] + special["languages"])
+    if multilingual and language_ids != list(languages):
+        raise ModelError(f"{ct2_config_path}: lang_ids are not the language tokens {languages[0]}..{languages[-1]}")
+    extra = {}
+    if multilingual:
+        extra = dict(
+            lang_to_id={tokenizer.convert_ids_to_tokens(i): i for i in languages},
+            task_to_id={"transcribe": special["transcribe"], "translate": special["translate"]},
+        )
     return GenerationConfig(
-        **SPECIAL_TOKEN_IDS,
-        no_timestamps_token_id=NO_TIMESTAMPS,
-        prev_sot_token_id=START_OF_PREV,
-        is_multilingual=False,
+        **_decoder_ids(special),
+        no_timestamps_token_id=special["notimestamps"],
+        prev_sot_token_id=special["startofprev"],
+        is_multilingual=multilingual,
         return_timestamps=False,
         suppress_tokens=suppress_tokens,
         begin_suppress_tokens=begin_suppress_tokens,
         alignment_heads=alignment_heads,
         max_length=MAX_TARGET_TOKENS,
+        **extra,
     )
 
 
 def whisper_tokenizer(tokenizer_json: Path, vocabulary_txt: Path, vocab_size: int) -> WhisperTokenizerFast:
     """The tokenizer of ``tokenizer_json`` plus the timestamp tokens, checked id by id against
     ``vocabulary_txt`` (one token per line, line number = id) and the model's ``vocab_size``."""
-    tokenizer = WhisperTokenizerFast(tokenizer_file=str(tokenizer_json))
+    tokenizer = WhisperTokenizerFast(tokenizer_file=str(tokenizer_json), pad_token="<|endoftext|>")
     timestamps = [f"<|{i * 0.02:.2f}|>" for i in range(TIMESTAMP_COUNT)]
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps])
     vocabulary = vocabulary_txt.read_text(encoding="utf-8").splitlines()
@@ -306,4 +334,9 @@ def whisper_tokenizer(tokenizer_json: Path, vocabulary_txt: Path, vocab_size: in
             f"{vocabulary_txt}: {len(mismatches)} ids differ from tokenizer.json, "
             f"first id {i}: tokenizer {tokens[i]!r}, vocabulary.txt {vocabulary[i]!r}"
         )
+    special = special_token_ids(vocab_size, str(tokenizer_json.parent))
+    wrong = {name: tokens[i] for name, i in special.items() if name not in ("first_language", "languages")
+             and tokens[i] != f"<|{name}|>" and not (name == "nospeech" and tokens[i] == "<|nocaptions|>")}
+    if wrong:
+        raise ModelError(f"{vocabulary_txt}: special tokens not where Whisper has them: {wrong}")
     return tokenizer

