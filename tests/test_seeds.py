@@ -190,3 +190,18 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_seeds(tmp_path,
     trained.clear()
     assert run_seeds(config, [0, 1]) == metrics and trained == []
     assert (tmp_path / "out" / "metrics.json").read_text() == before
+
+
+def test_a_single_run_is_refused_in_a_sweep_folder_and_a_sweep_in_a_run_folder(tmp_path):
+    from clasr.experiment.config import ConfigError
+    from clasr.experiment.seeds import run_single
+
+    _fake_sweep(tmp_path / "sweep", seeds=(0, 1))
+    config = load_config(_config(tmp_path), {"output_dir": str(tmp_path / "sweep")})
+    with pytest.raises(ConfigError, match="holds a sweep of seeds: rerun it with --seeds"):
+        run_single(config)
+    (tmp_path / "run" / "progress").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="holds a single run"):
+        run_seeds(config.model_copy(update={"output_dir": tmp_path / "run"}), [0, 1])
+    with pytest.raises(ConfigError, match="distinct seeds"):
+        run_seeds(config, [1, 1])

@@ -85,8 +85,7 @@ def run(
     """Run a continual-learning experiment: evaluate the foundation model, then train and evaluate
     task after task. Re-running on the same output directory resumes after the last finished task."""
     from clasr.experiment.config import ConfigError, load_config
-    from clasr.experiment.runner import run_experiment
-    from clasr.experiment.seeds import run_seeds
+    from clasr.experiment.seeds import run_seeds, run_single
     from clasr.models.errors import ModelError
     from clasr.report.results import read_results
     from clasr.report.show import matrix_table, metrics_table
@@ -99,8 +98,8 @@ def run(
         if seeds:
             run_seeds(experiment, seeds, foundation_from)
         else:
-            run_experiment(experiment, foundation_from)
-    except (ConfigError, DataError, ModelError, AudioError) as error:
+            run_single(experiment, foundation_from)
+    except (ConfigError, DataError, ModelError, AudioError, *_run_faults()) as error:
         _fail(str(error))
     matrix, metrics = read_results(experiment.output_dir)
     stdout.print(matrix_table(matrix))

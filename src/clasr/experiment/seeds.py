@@ -16,7 +16,7 @@ from pathlib import Path
 from clasr.experiment.config import ConfigError, ExperimentConfig
 from clasr.experiment.runner import run_experiment
 from clasr.progress import console
-from clasr.report.results import seed_folders
+from clasr.report.results import SWEEP_FILE, seed_folders
 from clasr.report.sweep import seed_folder_name, write_sweep_results
 
 
@@ -28,6 +28,14 @@ def seed_config(config: ExperimentConfig, seed: int) -> ExperimentConfig:
 def foundation_source(folder: Path) -> Path:
     """The results folder whose row 0 to reuse: a run, or a sweep's first seed folder."""
     return seed_folders(folder)[0]
+
+
+def run_single(config: ExperimentConfig, foundation_from: Path | None = None) -> dict:
+    """:func:`run_experiment` of one seed, refused in a sweep's folder; ``foundation_from``
+    may be a sweep (its first seed's row 0 is reused)."""
+    if (Path(config.output_dir) / SWEEP_FILE).exists():
+        raise ConfigError(f"{config.output_dir} holds a sweep of seeds: rerun it with --seeds, or use another output folder")
+    return run_experiment(config, foundation_source(foundation_from) if foundation_from else None)
 
 
 def run_seeds(config: ExperimentConfig, seeds: list[int], foundation_from: Path | None = None) -> dict:
