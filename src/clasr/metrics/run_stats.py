@@ -15,7 +15,7 @@ each cell and each linear metric into per-utterance contributions (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -141,9 +141,9 @@ class PairedResult:
 
 def check_comparable(a: RunErrors, b: RunErrors) -> None:
     """ValueError unless A and B scored the same sets, rows, seeds and utterances."""
-    names = lambda run: ([s.name for s in run.tasks], [s.name for s in run.general])  # noqa: E731
-    if names(a) != names(b):
-        raise ValueError(f"the runs score different sets: {names(a)} vs {names(b)}")
+    names_a, names_b = ([[s.name for s in r.tasks], [s.name for s in r.general]] for r in (a, b))
+    if names_a != names_b:
+        raise ValueError(f"the runs score different sets: {names_a} vs {names_b}")
     if (a.seeds, a.rows) != (b.seeds, b.rows):
         raise ValueError(f"the runs differ in seeds × rows: {a.seeds}×{a.rows} vs {b.seeds}×{b.rows}")
     for x, y in zip(a.sets, b.sets):
@@ -183,26 +183,36 @@ def paired_comparison(
     check_comparable(a, b)
     row0_differs = any(not np.array_equal(x.errors[:, 0], y.errors[:, 0]) for x, y in zip(a.sets, b.sets))
     rows = [*([0] if row0_differs else []), *range(1, a.rows)]
-    R_a, R_b = replicate_matrices(a, n_resamples, seed), replicate_matrices(b, n_resamples, seed)
-    replicated_a = [*np.moveaxis(R_a[0], -1, 0), *R_a[1].values()]  # per set: (B, seeds, rows)
-    replicated_b = [*np.moveaxis(R_b[0], -1, 0), *R_b[1].values()]
-    results = []
+    replicated = [_per_set(replicate_matrices(run, n_resamples, seed)) for run in (a, b)]  # same resamples
+    tested = []
     for label, weights, higher_better in _quantities(a, rows):
         contributions = np.concatenate([
             np.einsum("r,kru->ku", w, x.errors - y.errors) / (a.seeds * x.words.sum())
             for w, x, y in zip(weights, a.sets, b.sets)
         ], axis=1)
-        value_a = sum(float(np.einsum("r,kru->", w, x.errors)) / (a.seeds * x.words.sum()) for w, x in zip(weights, a.sets))
-        value_b = sum(float(np.einsum("r,kru->", w, y.errors)) / (a.seeds * y.words.sum()) for w, y in zip(weights, b.sets))
-        replicated = sum(np.einsum("r,bkr->b", w, ra - rb) / a.seeds for w, ra, rb in zip(weights, replicated_a, replicated_b))
-        low, high = percentile_interval(replicated, confidence)
-        results.append((label, higher_better, value_a, value_b, float(contributions.sum()), (float(low), float(high)),
-                        sign_flip_test(contributions, seed=seed), wilcoxon_signed_rank(contributions)[1]))
-    adjusted = holm([r[6] for r in results])
+        differences = sum(np.einsum("r,bkr->b", w, ra - rb) / a.seeds for w, ra, rb in zip(weights, *replicated))
+        low, high = percentile_interval(differences, confidence)
+        tested.append((higher_better, PairedResult(
+            label, _weighted_wer(weights, a), _weighted_wer(weights, b), float(contributions.sum()),
+            (float(low), float(high)), sign_flip_test(contributions, seed=seed), wilcoxon_signed_rank(contributions)[1],
+            p_holm=float("nan"), verdict="",
+        )))
+    adjusted = holm([result.p_permutation for _, result in tested])
     return [
-        PairedResult(label, va, vb, diff, interval, p, pw, ph, _verdict(diff, ph, higher_better, 1 - confidence))
-        for (label, higher_better, va, vb, diff, interval, p, pw), ph in zip(results, adjusted)
+        replace(result, p_holm=p_holm, verdict=_verdict(result.difference, p_holm, higher_better, 1 - confidence))
+        for (higher_better, result), p_holm in zip(tested, adjusted)
     ]
+
+
+def _per_set(replicates: tuple[np.ndarray, dict[str, np.ndarray]]) -> list[np.ndarray]:
+    """:func:`replicate_matrices`' output as one (B, seeds, rows) array per set, tasks first."""
+    tasks, general = replicates
+    return [*np.moveaxis(tasks, -1, 0), *general.values()]
+
+
+def _weighted_wer(weights: list[np.ndarray], run: RunErrors) -> float:
+    """Σ_sets Σ_rows w · WER, averaged over the run's seeds."""
+    return sum(float(np.einsum("r,kru->", w, s.errors)) / (run.seeds * s.words.sum()) for w, s in zip(weights, run.sets))
 
 
 def _verdict(difference: float, p_holm: float, higher_better: bool, alpha: float) -> str:
