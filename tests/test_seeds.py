@@ -205,3 +205,29 @@ def test_a_single_run_is_refused_in_a_sweep_folder_and_a_sweep_in_a_run_folder(t
         run_seeds(config.model_copy(update={"output_dir": tmp_path / "run"}), [0, 1])
     with pytest.raises(ConfigError, match="distinct seeds"):
         run_seeds(config, [1, 1])
+
+
+def test_the_demo_with_seeds_runs_a_sweep_per_strategy_and_reports_paired_tests(tmp_path, monkeypatch):
+    """The demo's wiring with the runs replaced by synthetic sweeps (no model, no voices):
+    each strategy a sweep of the seeds, later ones sharing the first's foundation row, and a
+    report with the intervals and the paired tests against the first strategy."""
+    from types import SimpleNamespace
+
+    import clasr.bench.demo as demo
+    from clasr.bench.default import DEMO_SPEC
+
+    calls = []
+
+    def fake_sweep(config, seeds, foundation_from):
+        calls.append((config.name, seeds, foundation_from))
+        _fake_sweep(config.output_dir, seeds, worse=2 if config.name.endswith("ft") else 0)
+
+    domains = [SimpleNamespace(name=d.name, folder=str(tmp_path / d.name)) for d in DEMO_SPEC.all_domains()]
+    monkeypatch.setattr(demo, "make_benchmark", lambda *a, **k: domains)
+    monkeypatch.setattr(demo, "run_seeds", fake_sweep)
+    runs = demo.run_demo(tmp_path / "demo", ("ft", "ihr"), seeds=[0, 1])
+    assert calls == [("demo-ft", [0, 1], None), ("demo-ihr", [0, 1], tmp_path / "demo" / "ft")]
+    assert runs[0].metrics["seeds"]["seeds"] == [0, 1]
+    text = (demo.write_report(runs, DEMO_SPEC, tmp_path / "demo") / "README.md").read_text()
+    assert "Mean over seeds [0, 1]" in text and "## Paired tests against ft" in text
+    assert "A = ft, B = ihr" in text and "| after b: a |" in text and "B better |" in text
