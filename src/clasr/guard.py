@@ -90,8 +90,8 @@ class TaskGuard:
     ended_at: int | None = None
     rolled_back_to: int | None = None
     seconds: float = 0.0
-    _best: _Check | None = None
-    _best_parameters: dict[str, torch.Tensor] = field(default_factory=dict)
+    _best: _Check | None = field(default=None, init=False, repr=False)
+    _best_parameters: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)  # rollback only
 
     def start(self) -> None:
         """Score the task's start (step 0): the reference of every rise, and the first best step."""
