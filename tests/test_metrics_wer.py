@@ -156,7 +156,7 @@ def test_bootstrap_ci_without_references_is_nan():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"metric": "mer"}, {"confidence": 1.0}, {"confidence": 0}, {"n_resamples": 0}]
+    "kwargs", [{"metric": "wor"}, {"confidence": 1.0}, {"confidence": 0}, {"n_resamples": 0}]
 )
 def test_bootstrap_ci_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
