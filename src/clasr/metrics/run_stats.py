@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from clasr.metrics.continual import continual_metrics, linear_weights
+from clasr.metrics.continual import forgetting, linear_weights
 from clasr.metrics.stats import holm, percentile_interval, resample_counts, resampled_rates, sign_flip_test, wilcoxon_signed_rank
 
 # The scalar figures of a matrix with intervals: the continual metrics, then per general set.
@@ -86,37 +86,42 @@ def replicate_matrices(
     return tasks, {s.name: r for s, r in zip(run.general, replicated[len(run.tasks) :])}
 
 
-def scalar_metrics(R: np.ndarray, general: dict[str, np.ndarray]) -> dict[str, float]:
-    """The continual metrics of one matrix (rows × T) as flat floats (nan where undefined),
-    with ``general/<name>``: each general set's change G[T] − G[0]."""
-    try:
-        metrics = continual_metrics(R, general)
-    except ValueError:  # a replicate that drew no reference words (nan cell)
-        return {key: float("nan") for key in (*SCALAR_METRICS, *(f"general/{g}" for g in general))}
-    flat = {key: float("nan") if metrics[key] is None else metrics[key] for key in SCALAR_METRICS}
-    flat.update({f"general/{name}": change["change"] for name, change in metrics["general"].items()})
-    return flat
+def stacked_metrics(R: np.ndarray, general: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The scalar metrics of a stack of matrices R (..., rows, T) and general columns
+    (..., rows): each an array of shape (...), nan where undefined (T = 1) or where a cell
+    is nan (a replicate that drew no reference words); ``general/<name>`` = G[T] − G[0].
+
+    The linear metrics are Σ W ∘ R with :func:`~clasr.metrics.continual.linear_weights`;
+    forgetting (a minimum) calls :func:`~clasr.metrics.continual.forgetting` per matrix.
+    """
+    T = R.shape[-1]
+    values = {}
+    for key in SCALAR_METRICS:
+        if key == "forgetting":
+            values[key] = np.reshape([_forgetting_or_nan(m) for m in R.reshape(-1, *R.shape[-2:])], R.shape[:-2])
+        else:
+            weights = linear_weights(key, T)
+            values[key] = np.full(R.shape[:-2], np.nan) if weights is None else np.einsum("rt,...rt->...", weights, R)
+    values.update({f"general/{name}": G[..., -1] - G[..., 0] for name, G in general.items()})
+    return values
 
 
-def seed_metrics(run: RunErrors) -> list[dict[str, float]]:
-    """:func:`scalar_metrics` of each seed's matrix."""
-    R, general = matrices(run)
-    return [scalar_metrics(R[k], {g: G[k] for g, G in general.items()}) for k in range(run.seeds)]
+def _forgetting_or_nan(matrix: np.ndarray) -> float:
+    if np.isnan(matrix).any():
+        return float("nan")
+    value = forgetting(matrix)
+    return float("nan") if value is None else value
 
 
 def intervals(run: RunErrors, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
     """Percentile bootstrap intervals (over utterances) of the seed-mean of every scalar
-    metric (``metrics``: name → [low, high] or None) and of every cell (``cells``: rows ×
-    (tasks + general sets), each [low, high])."""
+    metric (``metrics``: name → [low, high], None where undefined) and of every cell
+    (``cells``: rows × (tasks + general sets), each [low, high])."""
     R, general = replicate_matrices(run, n_resamples, seed)
-    per_replicate = [
-        [scalar_metrics(R[b, k], {g: G[b, k] for g, G in general.items()}) for k in range(run.seeds)]
-        for b in range(n_resamples)
-    ]
     metrics = {}
-    for key in per_replicate[0][0]:
-        values = np.array([[seed_values[key] for seed_values in replicate] for replicate in per_replicate]).mean(axis=1)
-        metrics[key] = None if np.isnan(values).all() else percentile_interval(values, confidence).tolist()
+    for key, values in stacked_metrics(R, general).items():
+        seed_mean = values.mean(axis=1)
+        metrics[key] = None if np.isnan(seed_mean).all() else percentile_interval(seed_mean, confidence).tolist()
     cells = np.concatenate([R, *(G[..., None] for G in general.values())], axis=-1).mean(axis=1)
     low, high = percentile_interval(cells, confidence)
     return {"metrics": metrics, "cells": np.stack([low, high], axis=-1).tolist()}
