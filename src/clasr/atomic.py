@@ -57,6 +57,22 @@ def recover(target: str | os.PathLike) -> Path:
     return target
 
 
+def remove_orphans(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary folders that interrupted :func:`atomic_path` writes left anywhere
+    under ``folder`` (``.<name>.<random>.tmp``); returns what was removed.
+
+    Only safe while no other process writes there (a run holds its folder's lock)."""
+    orphans = sorted(
+        Path(root) / name
+        for root, dirs, _ in os.walk(folder)
+        for name in dirs
+        if name.startswith(".") and name.endswith(".tmp")
+    )
+    for orphan in orphans:
+        shutil.rmtree(orphan, ignore_errors=True)
+    return orphans
+
+
 def write_text(target: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``target`` atomically."""
     with atomic_path(target) as tmp:

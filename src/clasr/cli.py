@@ -13,6 +13,7 @@ from rich.table import Table
 
 from clasr.data.audio import AudioError
 from clasr.data.manifest import DataError, Selection
+from clasr.printable import printable
 from clasr.progress import console
 
 stdout = Console()  # results (tables, JSON); logs and progress go to stderr
@@ -25,7 +26,7 @@ app = typer.Typer(
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -45,6 +46,26 @@ class _ListedSeeds(typer.core.TyperCommand):
                 values, index = [*values, args[index]], index + 1
             expanded += [item for value in values for item in ("--seeds", value)] if values else ["--seeds"]
         return super().parse_args(ctx, expanded)
+
+
+def _run_faults() -> tuple[type[Exception], ...]:
+    """What a run can end with that is the user's to fix (a message, no traceback)."""
+    from clasr.experiment.checkpoint import CheckpointError
+    from clasr.experiment.lock import OutputFolderError, RunLockedError
+    from clasr.train import TrainingDivergedError
+
+    return CheckpointError, RunLockedError, OutputFolderError, TrainingDivergedError, OSError  # OSError: disk full, …
+
+
+def _report_bad_row(bad) -> None:
+    console.print(f"[yellow]skipped[/] {escape(str(bad))}", highlight=False, soft_wrap=True)  # str(): escaped
+
+
+def _bad_counts(bad_rows) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for bad in bad_rows:
+        counts[bad.reason] = counts.get(bad.reason, 0) + 1
+    return counts
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -123,6 +144,7 @@ def eval_command(
     """Transcribe a dataset with greedy decoding and print WER / CER."""
     from clasr.evaluate import evaluate, write_hypotheses
     from clasr.data.manifest import read_dataset
+    from clasr.data.screen import screen_utterances
     from clasr.metrics.text import get_normalizer
     from clasr.models.errors import ModelError
     from clasr.models.whisper import FRAMES_PER_SECOND, load_whisper
@@ -133,8 +155,11 @@ def eval_command(
         window = bundle.window_frames / FRAMES_PER_SECOND
         selection = Selection(split=split or None, max_utterances=max_utterances, max_duration=window)
         utterances, report = read_dataset(data, selection)
-        if report.bad_rows:
-            console.print(f"[yellow]skipped rows by reason:[/] {report.bad_counts()}")
+        utterances, undecodable = screen_utterances(utterances, report.source, on_bad_row=_report_bad_row)
+        if report.bad_rows or undecodable:
+            console.print(f"[yellow]skipped rows by reason:[/] {_bad_counts([*report.bad_rows, *undecodable])}")
+        if not utterances:
+            raise DataError(f"{data}: no utterance of the selection decodes")
         result = evaluate(bundle, utterances, normalizer, batch_size)
     except (DataError, ModelError, AudioError, ValueError) as error:
         _fail(str(error))
@@ -342,6 +367,45 @@ def data_transform(
 
 
 @app.command(cls=_ListedSeeds)
+@data_app.command("check")
+def data_check(
+    folder: Path = typer.Argument(..., help="dataset folder with metadata.jsonl or metadata.csv"),
+    split: Optional[str] = typer.Option(None, help="check only the rows of this split (default: every row)"),
+    model: Optional[str] = typer.Option(
+        None, help="also check that every transcript fits this model's decoder (built-in name or local folder)"
+    ),
+) -> None:
+    """Decode every row's audio (not just its header) and list the rows a run would skip: unreadable,
+    truncated or corrupt audio, NaN or infinite samples, and with --model transcripts too long for the
+    decoder. Exit code 1 when there are bad rows."""
+    from clasr.data.batching import SpeechCollator
+    from clasr.data.manifest import read_dataset
+    from clasr.data.screen import screen_utterances
+    from clasr.models.errors import ModelError
+    from clasr.models.whisper import load_whisper
+    from clasr.progress import progress_bar
+
+    try:
+        collator = None
+        if model is not None:
+            bundle = load_whisper(model, None)  # the model's own window: only its decoder matters here
+            collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames,
+                                      max_target_positions=bundle.model.config.max_target_positions)
+        utterances, report = read_dataset(folder, Selection(split=split), on_bad_row=_report_bad_row)
+        with progress_bar() as bar:
+            job = bar.add_task("decoding", total=len(utterances), info="")
+            usable, undecodable = screen_utterances(utterances, report.source, collator, _report_bad_row,
+                                                    lambda n: bar.advance(job, n))
+    except (DataError, ModelError) as error:
+        _fail(str(error))
+    bad = [*report.bad_rows, *undecodable]
+    summary = {"folder": str(folder), "split": split, "rows": report.rows, "usable": len(usable),
+               "bad": len(bad), "bad_counts": _bad_counts(bad), "filtered": {k: v for k, v in report.filtered.items() if v}}
+    stdout.print_json(json.dumps(summary, ensure_ascii=False))
+    if bad:
+        raise typer.Exit(code=1)
+
+
 def demo(
     output: Path = typer.Option(Path("results/demo"), help="results folder: one run per strategy and report/"),
     strategies: list[str] = typer.Option(

@@ -15,6 +15,7 @@ Accelerate's process-wide ``mixed_precision`` so that each task and benchmark ca
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from contextlib import nullcontext
@@ -32,6 +33,7 @@ from clasr.data.batching import IGNORE_INDEX, SpeechBatch, SpeechCollator, batch
 from clasr.data.manifest import Utterance
 from clasr.progress import progress_bar
 
+CONSECUTIVE_BAD_STEPS = 3  # in skip mode, this many bad steps in a row is divergence, not one bad batch
 ExtraLoss = Callable[[torch.nn.Module, SpeechBatch, torch.Tensor], "torch.Tensor | None"]
 StepCallback = Callable[[int, bool], bool]  # (optimizer steps done, last planned step) → end the task now
 
@@ -55,6 +57,18 @@ class TrainConfig(BaseModel):
         0, ge=0, description="DataLoader worker processes decoding audio ahead of training (0: in the training process); "
         "the batches are the same either way"
     )
+    max_loss: float | None = Field(
+        None, gt=0, description="a step whose token cross-entropy exceeds this has diverged; default 10·ln(vocabulary "
+        "size), ten times the loss of a uniform guess"
+    )
+    on_bad_loss: Literal["stop", "skip"] = Field(
+        "stop", description="a NaN, infinite or diverged loss (or gradient norm): stop the task with an error, or skip "
+        f"that step and count it (still stops after {CONSECUTIVE_BAD_STEPS} bad steps in a row)"
+    )
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced a NaN, infinite or exploding loss; the message names the task and step."""
 
 
 @dataclass
@@ -66,6 +80,7 @@ class TrainStats:
     seconds: float
     losses: list[float] = field(default_factory=list)  # mean loss per optimizer step
     step_seconds: list[float] = field(default_factory=list)  # wall time of each optimizer step
+    skipped_steps: list[int] = field(default_factory=list)  # 1-based steps skipped for a bad loss (on_bad_loss: skip)
 
     @property
     def seconds_per_step(self) -> float:
@@ -88,6 +103,7 @@ class TrainStats:
             "utterances_per_second": round(self.utterances / max(self.seconds, 1e-9), 2),
             "first_loss": self.losses[0] if self.losses else None,
             "last_loss_mean10": sum(tail) / len(tail) if tail else None,
+            "skipped_steps": self.skipped_steps,
         }
 
 
@@ -165,14 +181,24 @@ def train_task(
         batches = batch_stream(utterances, [b for step in groups for b in step], collator, config.num_workers)
         for group in groups:
             step_start = time.perf_counter()
-            losses = []
+            losses, problems = [], []
             for k, indices in enumerate(group):
                 batch = next(batches).to(accelerator.device)
                 sync = k == len(group) - 1
-                losses.append(_backward(wrapped, batch, accelerator, config, extra_loss, sync, len(group)))
+                loss, problem = _backward(wrapped, batch, accelerator, config, extra_loss, sync, len(group))
+                losses.append(loss)
+                problems.append(problem)
                 stats.utterances += len(indices)
             if config.max_grad_norm:
-                accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
+                norm = accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
+                problems.append(None if torch.isfinite(norm) else f"gradient norm {float(norm)}")
+            problem = _first_problem(problems, accelerator)
+            if problem is not None:
+                _bad_step(problem, stats, config, description, len(groups))
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                progress.update(bar, advance=1, info=f"step skipped: {problem}")
+                continue
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -190,18 +216,58 @@ def train_task(
     return stats
 
 
-def _backward(wrapped, batch: SpeechBatch, accelerator, config: TrainConfig, extra_loss, sync: bool, group: int) -> float:
+def _bad_step(problem: str, stats: TrainStats, config: TrainConfig, description: str, planned: int) -> None:
+    """Record a skipped step, or raise :class:`TrainingDivergedError` when the loss must stop the task."""
+    step = stats.optimizer_steps + len(stats.skipped_steps) + 1
+    stats.skipped_steps.append(step)
+    recent = stats.skipped_steps[-CONSECUTIVE_BAD_STEPS:]
+    in_a_row = len(recent) == CONSECUTIVE_BAD_STEPS and recent[0] == step - CONSECUTIVE_BAD_STEPS + 1
+    if config.on_bad_loss == "stop" or in_a_row:
+        why = f" ({CONSECUTIVE_BAD_STEPS} bad steps in a row)" if config.on_bad_loss == "skip" else ""
+        raise TrainingDivergedError(
+            f"{description}: training diverged at step {step} of {planned}: {problem}{why}. The task was stopped "
+            "and nothing of it committed; the last finished task's state is kept. Lower train.learning_rate "
+            "(or train.max_grad_norm), or set train.on_bad_loss=skip to skip isolated bad steps"
+        )
+
+
+def _first_problem(problems: list[str | None], accelerator) -> str | None:
+    """The step's first problem; with several processes, every process learns whether any had one,
+    so that all skip (or stop at) the same steps."""
+    problem = next((p for p in problems if p is not None), None)
+    if accelerator.num_processes > 1:
+        flag = torch.tensor([0.0 if problem is None else 1.0], device=accelerator.device)
+        if float(accelerator.reduce(flag, reduction="sum")) > 0 and problem is None:
+            problem = "a bad loss on another process"
+    return problem
+
+
+def _loss_problem(loss: torch.Tensor, cross_entropy: torch.Tensor, vocabulary: int, config: TrainConfig) -> str | None:
+    """Why a batch's loss is unusable: not finite, or its cross-entropy above ``max_loss``."""
+    if not torch.isfinite(loss):
+        return f"loss is {float(loss)}"
+    limit = config.max_loss or 10 * math.log(vocabulary)
+    if float(cross_entropy) > limit:
+        return f"cross-entropy {float(cross_entropy):.4g} exceeds train.max_loss {limit:.4g}"
+    return None
+
+
+def _backward(
+    wrapped, batch: SpeechBatch, accelerator, config: TrainConfig, extra_loss, sync: bool, group: int
+) -> tuple[float, str | None]:
     """Forward and backward of one of the ``group`` batches of a step; gradients are
-    synchronised across processes only when ``sync`` (the step's last batch)."""
+    synchronised across processes only when ``sync`` (the step's last batch). Returns the
+    loss and what makes it unusable (see :func:`_loss_problem`), if anything."""
     with accelerator.no_sync(wrapped) if not sync else nullcontext():
         with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=config.bf16):
             logits = wrapped(
                 input_features=batch.input_features, decoder_input_ids=batch.decoder_input_ids, use_cache=False
             ).logits
-            loss = token_cross_entropy(logits, batch.labels)
+            loss = cross_entropy = token_cross_entropy(logits, batch.labels)
             if extra_loss is not None:
                 extra = extra_loss(accelerator.unwrap_model(wrapped), batch, logits)
                 if extra is not None:
                     loss = loss + extra
         accelerator.backward(loss / group)
-    return float(loss.detach())
+    loss = loss.detach()
+    return float(loss), _loss_problem(loss, cross_entropy.detach(), logits.shape[-1], config)

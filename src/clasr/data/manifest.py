@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from clasr.data.audio import AudioError, AudioInfo, probe_audio
+from clasr.printable import printable
 
 JSONL_MANIFEST = "metadata.jsonl"
 CSV_MANIFEST = "metadata.csv"
@@ -41,6 +42,10 @@ PATH_OUTSIDE_FOLDER = "path_outside_folder"
 MISSING_FILE = "missing_file"
 UNREADABLE_AUDIO = "unreadable_audio"
 EMPTY_AUDIO = "empty_audio"
+# Found only when the audio is decoded or the transcript tokenized (training, scoring, `clasr data check`).
+UNDECODABLE_AUDIO = "undecodable_audio"
+NON_FINITE_AUDIO = "non_finite_audio"
+TRANSCRIPT_TOO_LONG = "transcript_too_long"
 BAD_SEGMENT = "bad_segment"
 BAD_ROW_REASONS = (
     BAD_SYNTAX,
@@ -50,6 +55,9 @@ BAD_ROW_REASONS = (
     MISSING_FILE,
     UNREADABLE_AUDIO,
     EMPTY_AUDIO,
+    UNDECODABLE_AUDIO,
+    NON_FINITE_AUDIO,
+    TRANSCRIPT_TOO_LONG,
     BAD_SEGMENT,
 )
 
@@ -116,10 +124,11 @@ class BadRow:
             )
 
     def __str__(self) -> str:
+        """One line, control characters of the file name and detail escaped (see :mod:`clasr.printable`)."""
         where = f"{self.source} row {self.row}"
         if self.file_name is not None:
             where += f" ({self.file_name})"
-        return f"{where}: {self.reason}: {self.detail}"
+        return printable(f"{where}: {self.reason}: {self.detail}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -521,6 +530,12 @@ def _check_columns(source: Path, folder: Path, row: int, values: dict[str, Any])
         return BadRow(
             source, row, file_name, PATH_OUTSIDE_FOLDER, f"the path must stay inside {folder}"
         )
+    audio_path = folder / relative
+    if not audio_path.resolve().is_relative_to(folder.resolve()):
+        return BadRow(
+            source, row, file_name, PATH_OUTSIDE_FOLDER,
+            f"a symbolic link leads to {audio_path.resolve()}, outside {folder}",
+        )
     speaker, split = values.get("speaker"), values.get("split")
     for column, value in (("speaker", speaker), ("split", split)):
         if not _is_label(value):
@@ -538,7 +553,7 @@ def _check_columns(source: Path, folder: Path, row: int, values: dict[str, Any])
     return _Entry(
         row=row,
         file_name=file_name,
-        audio_path=folder / relative,
+        audio_path=audio_path,
         text=text.strip(),
         speaker=_label(speaker),
         split=_label(split),

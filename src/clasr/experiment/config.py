@@ -8,6 +8,7 @@ relative to the working directory.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -177,27 +178,65 @@ def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}")
     try:
-        return ExperimentConfig.model_validate(data)
+        config = ExperimentConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(format_validation_error(source, error)) from None
+    plain = config.model_dump()
+    infinite = non_finite_keys(plain)
+    if infinite:
+        raise ConfigError("\n".join(f"{source}: {k}: must be a finite number (got {_lookup(plain, k)})" for k in infinite))
+    return config
+
+
+def _lookup(plain: dict, path: str) -> Any:
+    node: Any = plain
+    for part in path.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``data`` with each dotted key path set (``train.learning_rate`` → data["train"]
-    ["learning_rate"]), creating sections that are missing or null; ConfigError when a path runs
-    through a value that is not a section."""
+    ["learning_rate"]; a number picks an item of a list: ``tasks.0.train.max_utterances``),
+    creating sections that are missing or null; ConfigError when a path runs through a value
+    that is not a section, or names a list item that does not exist."""
     result = copy.deepcopy(data)
     for path, value in overrides.items():
         *sections, key = path.split(".")
         node = result
         for depth, section in enumerate(sections):
-            if node.get(section) is None:  # missing, or an optional section left empty (adapter: null)
-                node[section] = {}
-            node = node[section]
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {path}: {'.'.join(sections[: depth + 1])} is not a section")
-        node[key] = value
+            where = ".".join(sections[: depth + 1])
+            if isinstance(node, list):
+                node = node[_list_index(node, section, path, where)]
+            else:
+                if node.get(section) is None:  # missing, or an optional section left empty (adapter: null)
+                    node[section] = {}
+                node = node[section]
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"override {path}: {where} is not a section")
+        if isinstance(node, list):
+            node[_list_index(node, key, path, path)] = value
+        else:
+            node[key] = value
     return result
+
+
+def _list_index(items: list, section: str, path: str, where: str) -> int:
+    """The list position that a key path's ``section`` names (``tasks.0``)."""
+    if not section.isdigit() or int(section) >= len(items):
+        raise ConfigError(
+            f"override {path}: {where} must name an item of a list of {len(items)} (0 to {len(items) - 1})"
+        )
+    return int(section)
+
+
+def non_finite_keys(value: Any, path: str = "") -> list[str]:
+    """Key paths of a plain config whose value is a NaN or infinite float."""
+    if isinstance(value, dict):
+        return [k for key, item in value.items() for k in non_finite_keys(item, f"{path}.{key}" if path else str(key))]
+    if isinstance(value, list):
+        return [k for i, item in enumerate(value) for k in non_finite_keys(item, f"{path}.{i}")]
+    return [path] if isinstance(value, float) and not math.isfinite(value) else []
 
 
 def load_config(

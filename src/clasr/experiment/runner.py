@@ -9,26 +9,30 @@ config on the same directory again resumes after the last finished row.
 
 from __future__ import annotations
 
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import yaml
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 
 from clasr.adapters import extra_loss as adapter_extra_loss
 from clasr.adapters.session import task_adapters
-from clasr.atomic import atomic_path, write_json, write_text
+from clasr.atomic import atomic_path, remove_orphans, write_json, write_text
 from clasr.data.batching import SpeechCollator
 from clasr.evaluate import evaluate, write_hypotheses
-from clasr.experiment.checkpoint import RunState, commit, load_state, restore
+from clasr.experiment.checkpoint import RunState, commit, commit_bytes, load_state, restore
+from clasr.experiment.disk import model_bytes, require_free_space
+from clasr.experiment.lock import run_lock
+from clasr.experiment.screening import screen_sets
 from clasr.experiment.config import ConfigError, ExperimentConfig
 from clasr.experiment.sets import ExperimentSets, load_sets
 from clasr.guard import GuardedSet, Scorer, TaskGuard
 from clasr.models.whisper import WhisperBundle, load_whisper, windowed_feature_extractor
 from clasr.progress import console
 from clasr.report.guard import write_guard
-from clasr.report.results import read_results, write_results
+from clasr.report.results import write_results
 from clasr.strategies import Strategy, build_strategy
 from clasr.strategies.base import TaskContext
 from clasr.train import train_task
@@ -183,6 +187,8 @@ def run_task(
     facts = strategy.after_task(bundle.model, context)
     after = time.perf_counter() - start
     console.print(f"task {index} {task.name}: {stats.optimizer_steps} steps in {stats.seconds:.0f}s {facts or ''}")
+    if stats.skipped_steps:
+        console.print(f"[yellow]task {index} {task.name}: {len(stats.skipped_steps)} step(s) skipped for a bad loss:[/] {stats.skipped_steps}")
     return {
         "train": stats.summary(),
         "adapter": adapter_facts,
@@ -239,6 +245,22 @@ def export_model(bundle: WhisperBundle, target: Path) -> None:
         windowed_feature_extractor(bundle.feature_extractor, bundle.window_frames).save_pretrained(tmp)
 
 
+def _screening_collator(bundle: WhisperBundle) -> SpeechCollator:
+    """A collator as training builds it: the screen tokenizes transcripts with its prompt."""
+    return SpeechCollator(
+        bundle.feature_extractor,
+        bundle.tokenizer,
+        bundle.window_frames,
+        max_target_positions=bundle.model.config.max_target_positions,
+    )
+
+
+def _require_space_for_task(out: Path, bundle: WhisperBundle, strategy: Strategy, last: bool) -> None:
+    """Before training: room for the task's checkpoint (and, after the last task, the exported model)."""
+    needed = commit_bytes(bundle.model, strategy.state_dict()) + (model_bytes(bundle.model) if last else 0)
+    require_free_space(out, needed, "the next task's checkpoint" + (" and the exported model" if last else ""))
+
+
 def _write_results(out: Path, state: RunState, config: ExperimentConfig) -> dict:
     tasks = [t.name for t in config.tasks]
     general = [g.name for g in config.general]
@@ -271,23 +293,54 @@ def run_experiment(config: ExperimentConfig, foundation_from: Path | None = None
 
     ``foundation_from``: a results folder whose row 0 is reused instead of scoring the
     foundation model again (see :func:`foundation_row`); ignored when resuming.
+
+    The main process holds the output folder's lock (:func:`clasr.experiment.lock.run_lock`)
+    throughout, so a second run on the folder is refused; temporary folders that a killed run
+    left there are removed first.
     """
+    out = Path(config.output_dir)
+    if not PartialState().is_main_process:
+        return _run(config, foundation_from)
+    with run_lock(out) as stale:
+        if stale:
+            console.print(f"taking over the lock of process {stale.get('pid')} ({stale.get('command', '')}), which ended without releasing it", highlight=False)
+        for orphan in remove_orphans(out):
+            console.print(f"removed {orphan}, left by an interrupted write", highlight=False)
+        return _run(config, foundation_from)
+
+
+def _remove_unfinished_rows(out: Path, rows_done: int) -> None:
+    """Hypothesis files of rows that were being scored when a run was killed (never committed)."""
+    for folder in sorted((out / "hyps").glob("row*")):
+        number = folder.name.removeprefix("row").removesuffix("_view")
+        if number.isdigit() and int(number) >= rows_done:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(config: ExperimentConfig, foundation_from: Path | None) -> dict:
     out = Path(config.output_dir)
     state = load_state(out)
     check_output_dir(config, state)
     sets = load_sets(config)
-    fingerprints, skipped = sets.fingerprints(), sets.bad_row_counts()
+    fingerprints = sets.fingerprints()
     check_same_data(state, fingerprints)
+    main = PartialState().is_main_process
     if state.rows_done == len(config.tasks) + 1 and (out / "model").exists():
         console.print(f"{out}: every row is done and the model exported; nothing to do")
-        return read_results(out)[1]
+        if not main:
+            return {}
+        write_json(out / "timings.json", _timings(state))
+        return _write_results(out, state, config)  # derived files rebuilt from the committed state
+    if main:
+        _remove_unfinished_rows(out, state.rows_done)
     reused = None
     if foundation_from is not None and not state.rows_done:
         reused = foundation_row(Path(foundation_from), config, fingerprints)
     bundle = load_whisper(config.model.name, config.model.window_seconds)
     strategy = build_strategy(config.strategy)
     accelerator = Accelerator()
-    main = accelerator.is_main_process
+    screen_sets(sets, _screening_collator(bundle))
+    skipped = sets.bad_row_counts()
     state.config, state.data = config.to_plain(), fingerprints
     if main:  # evaluation and every write happen once, on the main process
         write_text(out / "config.yaml", yaml.safe_dump(state.config, sort_keys=False))
@@ -310,6 +363,8 @@ def run_experiment(config: ExperimentConfig, foundation_from: Path | None = None
         start = time.perf_counter()
         row: dict = {"label": "foundation"}
         if index > 0:
+            if main:
+                _require_space_for_task(out, bundle, strategy, last=index == len(config.tasks))
             row = {"label": f"after {config.tasks[index - 1].name}"}
             row.update(run_task(bundle, strategy, sets, config, accelerator, index, out))
         view = strategy.extra_view(bundle.model)  # asked on every process, so none keeps it; scored on the main one
@@ -327,5 +382,6 @@ def run_experiment(config: ExperimentConfig, foundation_from: Path | None = None
     if main:
         write_json(out / "timings.json", _timings(state))
         if not (out / "model").exists():
+            require_free_space(out, model_bytes(bundle.model), "the exported model")
             export_model(bundle, out / "model")
     return metrics
