@@ -16,6 +16,7 @@ of the object, for CSV the line of the record, the header being line 1.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -531,7 +532,7 @@ def _check_columns(source: Path, folder: Path, row: int, values: dict[str, Any])
             source, row, file_name, PATH_OUTSIDE_FOLDER, f"the path must stay inside {folder}"
         )
     audio_path = folder / relative
-    if not audio_path.resolve().is_relative_to(folder.resolve()):
+    if not audio_path.resolve().is_relative_to(_real_folder(folder)):
         return BadRow(
             source, row, file_name, PATH_OUTSIDE_FOLDER,
             f"a symbolic link leads to {audio_path.resolve()}, outside {folder}",
@@ -610,6 +611,12 @@ def _required_string_problem(column: str, value: Any, blank_reason: str) -> tupl
     if not value.strip():
         return blank_reason, f"{column!r} is blank"
     return None
+
+
+@functools.lru_cache(maxsize=16)
+def _real_folder(folder: Path) -> Path:
+    """The dataset folder with its symbolic links resolved (once per folder, not per row)."""
+    return folder.resolve()
 
 
 def _relative_path_inside(file_name: str) -> Path | None:
