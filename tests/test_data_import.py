@@ -171,6 +171,25 @@ def test_librispeech_tree_gives_speaker_chapter_split_and_reports_broken_lines(t
     assert {r["split"] for r in metadata(tmp_path / "out2")} == {"dev"}
 
 
+def test_libri_adapt_deepspeech_lists(tmp_path):
+    root = tmp_path / "libriadapt"
+    write_audio(root / "en-in" / "usb" / "train" / "19-198-0001.wav", 0.5)
+    write_audio(root / "en-in" / "usb" / "train" / "take_2.wav", 0.5)
+    (root / "en-in" / "clean").mkdir(parents=True)
+    (root / "en-in" / "clean" / "train_files_usb.csv").write_text(
+        "wav_filename,wav_filesize,transcript\n../usb/train/19-198-0001.wav,16044,hello world\n\n"
+        f"{root}/en-in/usb/train/take_2.wav,16044,an absolute path\n../usb/train/gone.wav,1,no file\nbroken,row\n")
+    (root / "notes.csv").write_text("a,b\n1,2\n")  # another CSV: not a list, not read
+    out = tmp_path / "out"
+    import_dataset("librispeech", root, out)
+    rows = metadata(out)
+    assert [(r["text"], r.get("speaker"), r.get("chapter"), r["split"]) for r in rows] == [
+        ("hello world", "19", "198", "en-in/clean/train_files_usb"),
+        ("an absolute path", None, None, "en-in/clean/train_files_usb")]
+    assert rows[0]["file_name"] == "audio/en-in/usb/train/19-198-0001.wav"
+    assert bad(out) == [("train_files_usb.csv", 5, "missing_file"), ("train_files_usb.csv", 6, "bad_syntax")]
+
+
 # --- NeMo -------------------------------------------------------------------------------------
 
 def test_nemo_manifest_with_offsets_decodes_only_each_segment(tmp_path):

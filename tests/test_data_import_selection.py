@@ -150,3 +150,26 @@ def test_training_with_workers_gives_the_same_model(tmp_path, one_thread):
     assert losses_a == losses_b and len(losses_a) == 3
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(pa, pb), name
+
+
+# --- recipes ----------------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize("name,tasks", [
+    ("cv_accents.yaml", ["us", "england", "australia", "india", "scotland"]),
+    ("librispeech_then_adapt.yaml", ["librispeech", "us_respeaker", "india_matrix", "britain_usb"]),
+])
+def test_recipes_parse_with_the_config_loader(name, tasks):
+    """The recipes validate (their data folders, made by `clasr data import`, need not exist)."""
+    from clasr.experiment.config import load_config
+
+    config = load_config(EXAMPLES / name)
+    assert [t.name for t in config.tasks] == tasks
+    assert config.train.num_workers == 2
+    header = (EXAMPLES / name).read_text().split("\nname:")[0]
+    assert "clasr data import" in header and "https://" in header
+    if name == "cv_accents.yaml":
+        assert config.tasks[1].train.where == {"accents": ["England English"]}
+        assert all(t.test.split == "test" and t.test.where for t in config.tasks)

@@ -58,7 +58,6 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
             return AudioInfo(frames=audio.frames, sample_rate=audio.samplerate, channels=audio.channels)
     except (RuntimeError, OSError) as error:
         raise AudioError(path, f"cannot read audio header: {_reason(error)}") from error
-    return AudioInfo(frames=info.frames, sample_rate=info.samplerate, channels=info.channels)
 
 
 def load_audio(
@@ -74,7 +73,7 @@ def load_audio(
     None: to the end), seeking past what comes before (an MP3 decodes it: see
     :func:`_read_span`). Channels are averaged; the signal is resampled with soxr (HQ) when
     the file's rate differs from ``sample_rate``.
-    A file or span with no samples is an error.
+    A file or span with no samples, or with a NaN or infinite sample, is an error.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -90,6 +89,9 @@ def load_audio(
         raise AudioError(path, f"cannot decode audio: {_reason(error)}") from error
     if samples.shape[0] == 0:
         raise AudioError(path, "no audio samples" + (f" from {offset} s" if offset else ""))
+    if not np.isfinite(samples).all():
+        bad = int(np.count_nonzero(~np.isfinite(samples)))
+        raise NonFiniteAudioError(path, f"{bad} audio sample(s) are not finite (NaN or infinity)")
     mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
     if file_rate != sample_rate:
         mono = soxr.resample(mono, file_rate, sample_rate, quality="HQ")
