@@ -14,7 +14,7 @@ from clasr.experiment import runner
 from clasr.experiment.config import ConfigError, load_config, parse_config
 from clasr.experiment.runner import run_experiment
 from clasr.guard import GuardConfig, GuardedSet, TaskGuard
-from clasr.report.guard import guard_markdown, read_guard
+from clasr.report.guard import read_guard
 from conftest import SHARED_DATA, require_shared_data, write_dataset
 
 SETS = [GuardedSet("g", [], "basic"), GuardedSet("h", [], "basic")]
@@ -208,7 +208,15 @@ def test_rollback_in_a_run_equals_training_stopped_at_the_best_step(tmp_path, ti
     run_experiment(load_config(_config(tmp_path / "short", tiny_checkpoint, "off", tasks=("a",), max_steps=2)))
     rolled, short = _weights(tmp_path / "guarded" / "out"), _weights(tmp_path / "short" / "out")
     assert all(torch.equal(rolled[k], short[k]) for k in short)
-    assert "rolled back to step 2" in guard_markdown(record)
+    from typer.testing import CliRunner
+
+    from clasr.cli import app
+
+    shown = CliRunner().invoke(app, ["show", str(tmp_path / "guarded" / "out"), "--markdown"])
+    assert shown.exit_code == 0 and "| after a | rollback, +5.0 pts, every 2 steps, g (3)" in shown.output
+    assert "| triggered at step 6; rolled back to step 2 | 0: 50.00  2: 40.00  4: 45.00  6: 70.00 |" in shown.output
+    shown = CliRunner().invoke(app, ["show", str(tmp_path / "guarded" / "out")])  # terminal tables, folded cells
+    assert shown.exit_code == 0 and "General-ability guard" in shown.output and "rolled back" in shown.output
 
 
 def test_a_guarded_run_resumes_to_the_same_result(tmp_path, tiny_checkpoint, one_thread, monkeypatch):
