@@ -30,8 +30,9 @@ cli = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _config(tmp_path: Path, checkpoint: Path, **train) -> Path:
-    """Two toy tasks (8 train, 4 test utterances each; 2 steps per task) and a general set."""
+def _config(tmp_path: Path, checkpoint: Path, tasks: int = 2, **train) -> Path:
+    """Two toy tasks (8 train, 4 test utterances each; 2 steps per task; ``tasks=1``: only the
+    first) and a general set."""
     a = tmp_path / "a" if (tmp_path / "a").exists() else write_dataset(tmp_path / "a", seed=1)
     b = tmp_path / "b" if (tmp_path / "b").exists() else write_dataset(tmp_path / "b", seed=2)
     data = {
@@ -43,7 +44,7 @@ def _config(tmp_path: Path, checkpoint: Path, **train) -> Path:
         "tasks": [
             {"name": "a", "data": str(a), "train": {"split": "train"}, "test": {"split": "test"}},
             {"name": "b", "data": str(b), "train": {"split": "train"}, "test": {"split": "test"}},
-        ],
+        ][:tasks],
         "general": [{"name": "g", "data": str(a), "test": {"split": "train", "max_utterances": 2}}],
     }
     path = tmp_path / "config.yaml"
@@ -90,7 +91,7 @@ def _run_until_task_2(path: Path, monkeypatch) -> None:
 
 
 def test_nan_audio_in_a_training_set_is_a_bad_row_and_the_model_stays_finite(tmp_path, tiny_checkpoint):
-    path = _config(tmp_path, tiny_checkpoint)
+    path = _config(tmp_path, tiny_checkpoint, tasks=1)
     bad = _audio_of_row(tmp_path / "a", 3)  # a train row of task a
     audio, rate = sf.read(bad, dtype="float32")
     audio[100:110] = np.nan
@@ -109,7 +110,7 @@ def test_nan_audio_in_a_training_set_is_a_bad_row_and_the_model_stays_finite(tmp
 
 
 def test_infinite_audio_in_a_test_set_is_skipped_by_run_and_eval(tmp_path, tiny_checkpoint):
-    path = _config(tmp_path, tiny_checkpoint, max_steps=1)
+    path = _config(tmp_path, tiny_checkpoint, tasks=1, max_steps=1)
     bad = _audio_of_row(tmp_path / "a", 10)  # a test row of task a
     audio, rate = sf.read(bad, dtype="float32")
     audio[5] = np.inf
@@ -125,7 +126,7 @@ def test_infinite_audio_in_a_test_set_is_skipped_by_run_and_eval(tmp_path, tiny_
     assert run_experiment(load_config(path))["complete"]
     out = tmp_path / "out"
     assert [r["row"] for r in _bad_rows(out, "test/a")] == [10]
-    hyps = (out / "hyps" / "row2" / "test_a.jsonl").read_text()
+    hyps = (out / "hyps" / "row1" / "test_a.jsonl").read_text()
     assert len(hyps.splitlines()) == 3 and "u009" not in hyps
     assert json.loads((out / "data_report.json").read_text())["bad_row_counts"] == {"non_finite_audio": 1}
 
@@ -281,7 +282,7 @@ def test_a_damaged_checkpoint_is_refused_on_resume(tmp_path, killed_after_task_1
 
 
 def test_a_finished_run_without_its_weights_does_not_export_the_foundation(tmp_path, tiny_checkpoint):
-    path = _config(tmp_path, tiny_checkpoint, max_steps=1)
+    path = _config(tmp_path, tiny_checkpoint, tasks=1, max_steps=1)
     assert run_experiment(load_config(path))["complete"]
     out = tmp_path / "out"
     shutil.rmtree(out / "model")
@@ -304,7 +305,7 @@ def test_non_finite_weights_are_never_committed(tmp_path):
 
 
 def test_damaged_derived_files_are_rebuilt_from_the_committed_state(tmp_path, tiny_checkpoint, monkeypatch):
-    path = _config(tmp_path, tiny_checkpoint, max_steps=1)
+    path = _config(tmp_path, tiny_checkpoint, tasks=1, max_steps=1)
     run_experiment(load_config(path))
     out = tmp_path / "out"
     originals = {name: (out / name).read_bytes() for name in ("matrix.json", "matrix_wer.csv", "matrix_cer.csv", "metrics.json")}
@@ -357,7 +358,7 @@ def test_a_truncated_flac_mid_set_is_a_bad_row_and_the_run_goes_on(tmp_path, tin
 
 
 def test_an_over_long_transcript_is_a_bad_training_row(tmp_path, tiny_checkpoint):
-    path = _config(tmp_path, tiny_checkpoint, max_steps=1)
+    path = _config(tmp_path, tiny_checkpoint, tasks=1, max_steps=1)
     rows = _rows(tmp_path / "a")
     rows[1]["text"] = " ".join(["seventeen"] * 600)
     (tmp_path / "a" / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -458,10 +459,10 @@ def test_the_disk_check_names_the_space_needed(tmp_path, monkeypatch):
         disk.require_free_space(tmp_path / "x", 10 * 2**20, "the test")
 
 
-def test_orphans_of_a_killed_run_are_cleaned_at_start(tmp_path, tiny_checkpoint, monkeypatch):
-    path = _config(tmp_path, tiny_checkpoint, max_steps=1)
-    _run_until_task_2(path, monkeypatch)
+def test_orphans_of_a_killed_run_are_cleaned_at_start(tmp_path, killed_after_task_1, monkeypatch):
+    path, committed = killed_after_task_1
     out = tmp_path / "out"
+    shutil.copytree(committed, out)
     for orphan in (out / ".progress.x1y2.tmp", out / "hyps" / "row1" / ".test_a.jsonl.abc.tmp"):
         orphan.mkdir(parents=True)
         (orphan / "junk").write_bytes(b"0" * 1000)
@@ -472,7 +473,7 @@ def test_orphans_of_a_killed_run_are_cleaned_at_start(tmp_path, tiny_checkpoint,
     monkeypatch.setattr(runner, "remove_orphans", lambda folder: calls.append(original(folder)) or calls[-1])
     _kill_on_task_2(monkeypatch)
     with pytest.raises(Killed):
-        run_experiment(load_config(path))
+        run_experiment(load_config(path, {"output_dir": str(out)}))
     assert calls == [[out / ".progress.x1y2.tmp", out / "hyps" / "row1" / ".test_a.jsonl.abc.tmp"]]
     assert not (out / "hyps" / "row2").exists()
     assert (out / "hyps" / "row1" / "test_a.jsonl").exists()
