@@ -134,22 +134,36 @@ def eval_command(
     data: Path = typer.Option(..., help="dataset folder with metadata.jsonl or metadata.csv"),
     split: Optional[str] = typer.Option("test", help="split to score (empty string: every row)"),
     max_utterances: Optional[int] = typer.Option(None, min=1, help="score only the first N selected utterances"),
-    normalizer: str = typer.Option("whisper_english", help="text normalizer before scoring"),
+    normalizer: Optional[str] = typer.Option(
+        None, help="text normalizer before scoring (default: whisper_english for English, whisper_basic otherwise)"
+    ),
+    language: str = typer.Option(
+        "en", help="ISO code forced in the decoding prompt (de, zh, …), or auto: detected per utterance"
+    ),
+    metric: Optional[str] = typer.Option(
+        None, help="headline rate: wer, cer, cer_nospace or mer (default: cer_nospace for zh, ja, th, …, else wer)"
+    ),
     batch_size: int = typer.Option(16, min=1, help="utterances decoded together"),
     window_seconds: Optional[float] = typer.Option(
         None, min=0.02, max=30.0, help="encoder window in seconds (default: the model's own; 30 = Whisper's)"
     ),
     hypotheses: Optional[Path] = typer.Option(None, help="write per-utterance results to this JSONL file"),
 ) -> None:
-    """Transcribe a dataset with greedy decoding and print WER / CER."""
+    """Transcribe a dataset with greedy decoding and print WER / CER (and the set's metric, the
+    languages decoded)."""
     from clasr.evaluate import evaluate, write_hypotheses
     from clasr.data.manifest import read_dataset
     from clasr.data.screen import screen_utterances
-    from clasr.metrics.text import get_normalizer
+    from clasr.metrics.text import default_normalizer, get_normalizer
+    from clasr.metrics.wer import check_metric, default_metric
     from clasr.models.errors import ModelError
+    from clasr.models.language import check_language_code
     from clasr.models.whisper import FRAMES_PER_SECOND, load_whisper
 
     try:
+        check_language_code(language)
+        normalizer = normalizer or default_normalizer(language)
+        metric = check_metric(metric or default_metric(language))
         get_normalizer(normalizer)
         bundle = load_whisper(model, window_seconds)
         window = bundle.window_frames / FRAMES_PER_SECOND
@@ -160,12 +174,33 @@ def eval_command(
             console.print(f"[yellow]skipped rows by reason:[/] {_bad_counts([*report.bad_rows, *undecodable])}")
         if not utterances:
             raise DataError(f"{data}: no utterance of the selection decodes")
-        result = evaluate(bundle, utterances, normalizer, batch_size)
+        result = evaluate(bundle, utterances, normalizer, batch_size, language=language, metric=metric)
     except (DataError, ModelError, AudioError, ValueError) as error:
         _fail(str(error))
     if hypotheses is not None:
         write_hypotheses(hypotheses, result.rows)
     stdout.print_json(json.dumps({"data": str(data), "split": split, **result.summary()}))
+
+
+@app.command()
+def export(
+    results: Path = typer.Argument(..., help="results directory of `clasr run` (its model/ is exported)"),
+    format: str = typer.Option("ct2", "--format", help="ct2: a CTranslate2 Whisper folder (faster-whisper)"),
+    output: Path = typer.Option(..., "--output", help="folder to write (replaced whole if it exists)"),
+    dtype: str = typer.Option("float32", help="weights as float32 (exact) or float16 (half the size)"),
+) -> None:
+    """Export the adapted model of a run for deployment (CTranslate2 / faster-whisper)."""
+    from clasr.models.deploy import export_ct2
+    from clasr.models.errors import ModelError
+
+    if format != "ct2":
+        _fail(f"--format {format!r}: only ct2 is supported")
+    model_dir = results / "model" if (results / "model").is_dir() else results
+    try:
+        export_ct2(model_dir, output, dtype)
+    except (ModelError, OSError) as error:
+        _fail(f"{results}: {error}")
+    console.print(f"CTranslate2 model written to {output} (ctranslate2.models.Whisper or faster_whisper.WhisperModel)")
 
 
 @app.command()
@@ -366,7 +401,6 @@ def data_transform(
     console.print(f"{summary.rows} utterances → {summary.output_dir} ({summary.transform})")
 
 
-@app.command(cls=_ListedSeeds)
 @data_app.command("check")
 def data_check(
     folder: Path = typer.Argument(..., help="dataset folder with metadata.jsonl or metadata.csv"),
@@ -406,6 +440,7 @@ def data_check(
         raise typer.Exit(code=1)
 
 
+@app.command(cls=_ListedSeeds)
 def demo(
     output: Path = typer.Option(Path("results/demo"), help="results folder: one run per strategy and report/"),
     strategies: list[str] = typer.Option(

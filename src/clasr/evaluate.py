@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from clasr.atomic import write_text
-from clasr.data.batching import SpeechCollator, duration_batches, load_utterance_audio
+from clasr.data.batching import SpeechCollator, duration_batches, load_utterance_audio, prompt_ids
 from clasr.data.manifest import Utterance
 from clasr.decoding import DecodeLimits, greedy_decode
 from clasr.metrics.text import get_normalizer
 from clasr.metrics.wer import CorpusScore, bootstrap_ci, corpus_score, score_utterance
+from clasr.models.language import AUTO, ENGLISH, detect_language, prompt_language
 from clasr.progress import progress_bar
 
 
@@ -31,6 +33,14 @@ class EvalResult:
     rows: list[dict]
     seconds: float
     wer_ci95: tuple[float, float]  # percentile bootstrap over utterances
+    metric: str = "wer"  # the set's headline rate (one of clasr.metrics.wer.METRICS)
+    language: str = ENGLISH  # the set's language: forced in the prompt, or "auto"
+    languages: dict[str, int] = field(default_factory=dict)  # utterances per decoded (detected) language
+
+    @property
+    def error_rate(self) -> float:
+        """The value of the set's headline rate."""
+        return getattr(self.score, self.metric)
 
     @property
     def token_limit_hits(self) -> int:
@@ -39,6 +49,10 @@ class EvalResult:
     def summary(self) -> dict:
         return {
             **asdict(self.score),
+            "metric": self.metric,
+            "error_rate": self.error_rate,
+            "language": self.language,
+            "languages": self.languages,
             "wer_ci95": list(self.wer_ci95),
             "seconds": self.seconds,
             "token_limit_hits": self.token_limit_hits,
@@ -51,30 +65,45 @@ def transcribe(
     batch_size: int = 16,
     limits: DecodeLimits | None = None,
     description: str = "decoding",
-) -> list[tuple[str, bool]]:
-    """(hypothesis text, hit_token_limit) per utterance, in input order."""
+    language: str = ENGLISH,
+) -> list[tuple[str, bool, str]]:
+    """(hypothesis text, hit_token_limit, language) per utterance, in input order.
+
+    ``language``: an ISO code forced in the prompt of every utterance, or ``auto``: each
+    utterance's language is detected first (:func:`clasr.models.language.detect_language`, an
+    extra encoder pass) and a batch is decoded in groups of one language. A ModelError when the
+    model cannot take ``language`` (e.g. German on an English-only model).
+    """
     limits = limits or DecodeLimits()
-    collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
-    model = bundle.model
+    model, tokenizer = bundle.model, bundle.tokenizer
+    prompt_lang = prompt_language(model, tokenizer, language)
+    detect = prompt_lang == AUTO
+    collator = SpeechCollator(bundle.feature_extractor, tokenizer, bundle.window_frames,
+                              language=None if detect else prompt_lang)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    results: list[tuple[str, bool] | None] = [None] * len(utterances)
+    results: list[tuple[str, bool, str] | None] = [None] * len(utterances)
     batches = duration_batches([u.duration for u in utterances], batch_size)
     with progress_bar() as progress:
         task = progress.add_task(description, total=len(utterances), info="")
         for indices in batches:
             batch = [utterances[i] for i in indices]
             feats, _ = collator.features([load_utterance_audio(u) for u in batch])
-            decoded = greedy_decode(
-                model,
-                feats.to(device, dtype=next(model.parameters()).dtype),
-                collator.prompt,
-                collator.eot,
-                [limits.budget(u.duration) for u in batch],
-            )
-            for i, out in zip(indices, decoded):
-                results[i] = (bundle.tokenizer.decode(out.tokens, skip_special_tokens=True).strip(), out.hit_token_limit)
+            feats = feats.to(device, dtype=next(model.parameters()).dtype)
+            languages = detect_language(model, feats, tokenizer) if detect else [prompt_lang or ENGLISH] * len(batch)
+            for lang in dict.fromkeys(languages):
+                rows = [k for k, row_lang in enumerate(languages) if row_lang == lang]
+                decoded = greedy_decode(
+                    model,
+                    feats[rows],
+                    prompt_ids(tokenizer, lang) if detect else collator.prompt,
+                    collator.eot,
+                    [limits.budget(batch[k].duration) for k in rows],
+                )
+                for k, out in zip(rows, decoded):
+                    text = tokenizer.decode(out.tokens, skip_special_tokens=True).strip()
+                    results[indices[k]] = (text, out.hit_token_limit, lang)
             progress.advance(task, len(batch))
     model.train(was_training)
     return results  # type: ignore[return-value]
@@ -87,13 +116,16 @@ def evaluate(
     batch_size: int = 16,
     limits: DecodeLimits | None = None,
     description: str = "decoding",
+    language: str = ENGLISH,
+    metric: str = "wer",
 ) -> EvalResult:
-    """Transcribe and score ``utterances``; rates are corpus-level (summed errors / summed reference length)."""
+    """Transcribe (in ``language``, see :func:`transcribe`) and score ``utterances``; rates are
+    corpus-level (summed errors / summed reference length), ``metric`` the set's headline rate."""
     start = time.perf_counter()
-    hyps = transcribe(bundle, utterances, batch_size, limits, description)
+    hyps = transcribe(bundle, utterances, batch_size, limits, description, language)
     normalize = get_normalizer(normalizer)
     rows, scores = [], []
-    for utt, (hyp, hit) in zip(utterances, hyps):
+    for utt, (hyp, hit, hyp_language) in zip(utterances, hyps):
         score, norm_ref, norm_hyp = score_utterance(utt.text, hyp, normalize)
         scores.append(score)
         rows.append(
@@ -105,10 +137,14 @@ def evaluate(
                 "normalized_hypothesis": norm_hyp,
                 "duration": utt.duration,
                 "hit_token_limit": hit,
+                "language": hyp_language,
                 **score.to_dict(),
             }
         )
-    return EvalResult(corpus_score(scores), rows, time.perf_counter() - start, bootstrap_ci(scores))
+    return EvalResult(
+        corpus_score(scores), rows, time.perf_counter() - start, bootstrap_ci(scores), metric, language,
+        dict(Counter(row["language"] for row in rows)),
+    )
 
 
 def write_hypotheses(path: str | Path, rows: Sequence[dict]) -> None:

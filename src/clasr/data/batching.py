@@ -6,8 +6,11 @@ fixed seed; evaluation keeps them sorted.
 
 Targets follow Whisper's decoder format for transcription without timestamps::
 
-    decoder input:  <|startoftranscript|> [prefix…] <|notimestamps|>  t_1 … t_n
-    labels:         -100 …                                  t_1  …  t_n <|endoftext|>
+    decoder input:  <|startoftranscript|> [<|xx|> <|transcribe|>] <|notimestamps|>  t_1 … t_n
+    labels:         -100 …                                                t_1  …  t_n <|endoftext|>
+
+The language and task tokens are there for a multilingual model (``language`` "xx"), absent
+for an English-only one (``language`` None).
 
 The prompt tokens are fed but never scored (label -100), so the loss and every
 curvature statistic count only the transcript and its end token.
@@ -54,10 +57,15 @@ def load_utterance_audio(utterance: Utterance) -> np.ndarray:
     return load_audio(utterance.audio_path, offset=utterance.offset, duration=utterance.duration)
 
 
-def prompt_ids(tokenizer) -> list[int]:
-    """The decoder prompt for transcription without timestamps, e.g. [50257, 50362] for English-only models."""
-    tokenizer.set_prefix_tokens(predict_timestamps=False)
-    return list(tokenizer.prefix_tokens)
+def prompt_ids(tokenizer, language: str | None = None) -> list[int]:
+    """The decoder prompt for transcription without timestamps: [50257, 50362] for English-only
+    models (``language`` None), <|startoftranscript|><|xx|><|transcribe|><|notimestamps|> for a
+    multilingual one told ``language`` "xx". Built from token strings; the tokenizer is not changed."""
+    names = ["<|startoftranscript|>", *([f"<|{language}|>", "<|transcribe|>"] if language else []), "<|notimestamps|>"]
+    ids = tokenizer.convert_tokens_to_ids(names)
+    if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+        raise ValueError(f"the tokenizer lacks one of the prompt tokens {names}")
+    return ids
 
 
 @dataclass
@@ -86,6 +94,8 @@ class SpeechCollator:
 
     Every target gets the leading space Whisper's tokenizer expects after the prompt (a
     task's ``lowercase_targets`` is applied when its training set is loaded, not here).
+    ``language``: the language token of the prompt (None for an English-only model; see
+    ``clasr.models.language.prompt_language``).
     """
 
     def __init__(
@@ -94,12 +104,14 @@ class SpeechCollator:
         tokenizer,
         window_frames: int,
         max_target_positions: int = 448,
+        language: str | None = None,
     ):
         self.feature_extractor = feature_extractor
         self.max_target_positions = max_target_positions
         self.tokenizer = tokenizer
         self.window_frames = window_frames
-        self.prompt = prompt_ids(tokenizer)
+        self.language = language
+        self.prompt = prompt_ids(tokenizer, language)
         self.eot = tokenizer.eos_token_id
 
     def features(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

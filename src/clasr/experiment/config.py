@@ -20,6 +20,8 @@ from clasr.data.manifest import Selection
 from clasr.decoding import DecodeLimits
 from clasr.guard import GUARD_MODES, GuardConfig
 from clasr.metrics.text import get_normalizer
+from clasr.metrics.wer import check_metric
+from clasr.models.language import check_language_code
 from clasr.strategies import StrategyConfig
 from clasr.strategies.ft import FineTuneConfig
 from clasr.train import TrainConfig
@@ -39,6 +41,10 @@ def _check_normalizer(name: str) -> str:
 
 
 NormalizerName = Annotated[str, AfterValidator(_check_normalizer)]
+Language = Annotated[str, AfterValidator(check_language_code)]
+MetricName = Annotated[str, AfterValidator(check_metric)]
+LANGUAGE_HELP = "ISO code (en, de, zh, …) forced in the prompt, or auto (detected per utterance); default: evaluation's"
+METRIC_HELP = "headline rate: wer, cer, cer_nospace or mer; default by language (cer_nospace for zh, ja, th, …)"
 
 
 class ModelConfig(_Strict):
@@ -66,6 +72,8 @@ class TaskConfig(_Strict):
     dev: Selection | None = None
     lowercase_targets: bool = Field(False, description="lower-case transcripts used as training targets")
     normalizer: NormalizerName | None = Field(None, description="scoring normalizer for this task; default: evaluation's")
+    language: Language | None = Field(None, description=LANGUAGE_HELP)
+    metric: MetricName | None = Field(None, description=METRIC_HELP)
 
 
 class GeneralSetConfig(_Strict):
@@ -76,11 +84,14 @@ class GeneralSetConfig(_Strict):
     test: Selection
     dev: Selection | None = Field(None, description="what the guard scores during training (keep it disjoint from test)")
     normalizer: NormalizerName | None = None
+    language: Language | None = Field(None, description=LANGUAGE_HELP)
+    metric: MetricName | None = Field(None, description=METRIC_HELP)
 
 
 class EvaluationConfig(_Strict):
     batch_size: int = Field(16, ge=1)
-    normalizer: NormalizerName = "whisper_english"
+    normalizer: NormalizerName = Field("whisper_english", description="of English sets; other languages: whisper_basic")
+    language: Language | None = Field(None, description="default language of every set (null: en)")
     limits: DecodeLimits = DecodeLimits()
 
 
@@ -144,6 +155,20 @@ class ExperimentConfig(_Strict):
             return []
         names = self.guard.sets or [g.name for g in self.general if g.dev is not None]
         return [g for g in self.general if g.name in names]
+
+    def set_language(self, language: str | None) -> str:
+        """The language of a set whose own ``language`` is ``language`` (evaluation's, else en)."""
+        return language or self.evaluation.language or "en"
+
+    @model_validator(mode="after")
+    def _tasks_train_in_a_named_language(self) -> "ExperimentConfig":
+        auto = [f"tasks.{i}.language" for i, task in enumerate(self.tasks) if self.set_language(task.language) == "auto"]
+        if auto:
+            raise ValueError(
+                f"{', '.join(auto)}: auto, but a task's training targets carry its language in the prompt; "
+                "name the language (auto is for general sets and clasr eval)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _centralize_needs_an_adapter(self) -> "ExperimentConfig":

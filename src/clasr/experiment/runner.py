@@ -29,6 +29,8 @@ from clasr.experiment.screening import screen_sets
 from clasr.experiment.config import ConfigError, ExperimentConfig
 from clasr.experiment.sets import ExperimentSets, load_sets
 from clasr.guard import GuardedSet, Scorer, TaskGuard
+from clasr.models.errors import ModelError
+from clasr.models.language import prompt_language
 from clasr.models.whisper import WhisperBundle, load_whisper, windowed_feature_extractor
 from clasr.progress import console
 from clasr.report.guard import write_guard
@@ -132,14 +134,32 @@ def evaluate_row(
                 config.evaluation.batch_size,
                 config.evaluation.limits,
                 description=f"{name} {eval_set.key}",
+                language=eval_set.language,
+                metric=eval_set.metric,
             )
         write_hypotheses(out / "hyps" / name / f"{eval_set.key.replace('/', '_')}.jsonl", result.rows)
         cells[eval_set.key] = result.summary()
         console.print(
-            f"{name} {eval_set.key}: WER {100 * result.score.wer:.2f}%  CER {100 * result.score.cer:.2f}%"
+            f"{name} {eval_set.key}: {result.metric.upper()} {100 * result.error_rate:.2f}%"
+            f"  WER {100 * result.score.wer:.2f}%  CER {100 * result.score.cer:.2f}%"
             f"  ({len(eval_set.utterances)} utt, {result.seconds:.1f}s, {result.token_limit_hits} at token limit)"
         )
     return cells
+
+
+def check_languages(config: ExperimentConfig, bundle: WhisperBundle) -> None:
+    """ConfigError naming the key of every set whose language the model cannot take
+    (another language than English on an English-only model)."""
+    named = [(f"tasks.{i}.language", task.language) for i, task in enumerate(config.tasks)]
+    named += [(f"general.{i}.language", general.language) for i, general in enumerate(config.general)]
+    problems = []
+    for key, language in named:
+        try:
+            prompt_language(bundle.model, bundle.tokenizer, config.set_language(language), where=key)
+        except ModelError as error:
+            problems.append(f"{config.model.name}: {error}")
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def run_task(
@@ -158,6 +178,7 @@ def run_task(
         bundle.tokenizer,
         bundle.window_frames,
         max_target_positions=bundle.model.config.max_target_positions,
+        language=prompt_language(bundle.model, bundle.tokenizer, config.set_language(task.language)),
     )
     earlier = [(t.name, sets.train[t.name]) for t in config.tasks[: index - 1]]
     context = TaskContext(index, task.name, sets.train[task.name], collator, config.seed + index, earlier)
@@ -337,6 +358,7 @@ def _run(config: ExperimentConfig, foundation_from: Path | None) -> dict:
     if foundation_from is not None and not state.rows_done:
         reused = foundation_row(Path(foundation_from), config, fingerprints)
     bundle = load_whisper(config.model.name, config.model.window_seconds)
+    check_languages(config, bundle)
     strategy = build_strategy(config.strategy)
     accelerator = Accelerator()
     screen_sets(sets, _screening_collator(bundle))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from clasr.data.manifest import BadRow, Selection, Utterance, read_dataset
 from clasr.experiment.config import ExperimentConfig
+from clasr.metrics.text import default_normalizer
+from clasr.metrics.wer import default_metric
 from clasr.guard import GuardedSet
 from rich.markup import escape
 
@@ -21,6 +23,8 @@ class EvalSet:
     key: str
     utterances: list[Utterance]
     normalizer: str
+    language: str = "en"  # forced in the decoding prompt, or "auto"
+    metric: str = "wer"  # the headline rate (clasr.metrics.wer.METRICS)
 
 
 @dataclass
@@ -71,25 +75,36 @@ def _read(folder: Path, selection: Selection, key: str, config: ExperimentConfig
     return utterances
 
 
+def scoring(config: ExperimentConfig, set_config) -> dict:
+    """How a task's or general set's utterances are decoded and scored: its language (the
+    evaluation's, else en), normalizer (Whisper's basic one for other languages than English)
+    and headline metric (by language unless named)."""
+    language = config.set_language(set_config.language)
+    return {
+        "normalizer": set_config.normalizer or default_normalizer(language, config.evaluation.normalizer),
+        "language": language,
+        "metric": set_config.metric or default_metric(language),
+    }
+
+
 def load_sets(config: ExperimentConfig) -> ExperimentSets:
     """Every task's train/test(/dev) selection and every general set. A task's
     ``lowercase_targets`` applies to its training utterances here, so they keep their task's
     target convention wherever they are trained on (replay and joint training included)."""
     sets = ExperimentSets()
-    default = config.evaluation.normalizer
     for task in config.tasks:
         train = _read(task.data, task.train, f"train/{task.name}", config, sets)
         sets.train[task.name] = [replace(u, text=u.text.lower()) for u in train] if task.lowercase_targets else train
         test = _read(task.data, task.test, f"test/{task.name}", config, sets)
-        sets.evaluation.append(EvalSet(f"test/{task.name}", test, task.normalizer or default))
+        sets.evaluation.append(EvalSet(f"test/{task.name}", test, **scoring(config, task)))
     for general in config.general:
         utts = _read(general.data, general.test, f"general/{general.name}", config, sets)
-        sets.evaluation.append(EvalSet(f"general/{general.name}", utts, general.normalizer or default))
+        sets.evaluation.append(EvalSet(f"general/{general.name}", utts, **scoring(config, general)))
     for task in config.tasks:
         if task.dev is not None:
             dev = _read(task.data, task.dev, f"dev/{task.name}", config, sets)
-            sets.evaluation.append(EvalSet(f"dev/{task.name}", dev, task.normalizer or default))
+            sets.evaluation.append(EvalSet(f"dev/{task.name}", dev, **scoring(config, task)))
     for general in config.guarded_sets():
         dev = _read(general.data, general.dev, f"guard/{general.name}", config, sets)[: config.guard.utterances]
-        sets.guard.append(GuardedSet(general.name, dev, general.normalizer or default))
+        sets.guard.append(GuardedSet(general.name, dev, scoring(config, general)["normalizer"]))
     return sets

@@ -58,7 +58,8 @@ TIMESTAMP_COUNT = 1501  # <|0.00|> ... <|30.00|> in steps of 0.02 s
 MAX_TARGET_TOKENS = 448
 
 GELU = 3  # CTranslate2's activation id for exact GELU
-EXPECTED_FLAGS = {"activation": GELU, "alibi": 0, "pre_norm": 1, "scale_embeddings": 0, "start_from_zero_embedding": 0}
+EXPECTED_FLAGS = {"activation": GELU, "alibi": 0, "alibi_use_positive_positions": 0, "pre_norm": 1, "scale_alibi": 0,
+                  "scale_embeddings": 0, "start_from_zero_embedding": 0}
 IGNORED_SCALARS = {"num_heads", "alignment_heads", "alignment_layer"}  # read for the config, or runtime-only
 
 LAYER_LINEARS = {"self_attention/linear_1": "self_attn.out_proj", "ffn/linear_0": "fc1", "ffn/linear_1": "fc2"}

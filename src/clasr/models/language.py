@@ -26,6 +26,7 @@ AUTO = "auto"
 ENGLISH = "en"
 ENGLISH_ONLY_VOCAB_SIZE = 51864
 START_OF_TRANSCRIPT = "<|startoftranscript|>"
+OLD_CODES = {"he": ("iw",)}  # older tokenizers (e.g. tiny.en's) name Hebrew <|iw|>
 
 
 def check_language_code(language: str) -> str:
@@ -45,9 +46,11 @@ def language_token_ids(tokenizer) -> dict[str, int]:
     """Language code → id of its ``<|xx|>`` token, for every language the tokenizer has."""
     ids = {}
     for code in LANGUAGES:
-        token_id = tokenizer.convert_tokens_to_ids(f"<|{code}|>")
-        if token_id is not None and token_id != tokenizer.unk_token_id:
-            ids[code] = token_id
+        for name in (code, *OLD_CODES.get(code, ())):
+            token_id = tokenizer.convert_tokens_to_ids(f"<|{name}|>")
+            if token_id is not None and token_id != tokenizer.unk_token_id:
+                ids[code] = token_id
+                break
     return ids
 
 
