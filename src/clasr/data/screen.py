@@ -27,23 +27,40 @@ from clasr.data.manifest import (
 
 
 def utterance_problem(utterance: Utterance, source: Path, collator: SpeechCollator | None = None) -> BadRow | None:
-    """Why ``utterance`` (a row of the manifest ``source``) cannot be trained on or scored, if it cannot."""
-    file_name = os.path.relpath(utterance.audio_path, source.parent)
+    """Why ``utterance`` (a row of the manifest ``source``) cannot be trained on or scored, if it
+    cannot: its audio (:func:`audio_problem`), then with a collator its transcript (:func:`transcript_problem`)."""
+    problem = audio_problem(utterance, source)
+    if problem is None and collator is not None:
+        problem = transcript_problem(utterance, source, collator)
+    return problem
+
+
+def audio_problem(utterance: Utterance, source: Path) -> BadRow | None:
+    """Why the utterance's audio cannot be used (it does not decode, or holds NaN/infinite samples), if it cannot."""
     try:
         load_utterance_audio(utterance)
     except NonFiniteAudioError as error:
-        return BadRow(source, utterance.row, file_name, NON_FINITE_AUDIO, error.reason)
+        return BadRow(source, utterance.row, _file_name(utterance, source), NON_FINITE_AUDIO, error.reason)
     except AudioError as error:
-        return BadRow(source, utterance.row, file_name, UNDECODABLE_AUDIO, error.reason)
-    if collator is not None:
-        needed = len(collator.prompt) + len(collator.target_ids(utterance.text)) + 1
-        if needed > collator.max_target_positions:
-            return BadRow(
-                source, utterance.row, file_name, TRANSCRIPT_TOO_LONG,
-                f"the transcript needs {needed} decoder positions (prompt, tokens, end), "
-                f"the model has {collator.max_target_positions}",
-            )
+        return BadRow(source, utterance.row, _file_name(utterance, source), UNDECODABLE_AUDIO, error.reason)
     return None
+
+
+def transcript_problem(utterance: Utterance, source: Path, collator: SpeechCollator) -> BadRow | None:
+    """Why the transcript cannot be a training target (more decoder positions than the model has), if it cannot."""
+    needed = len(collator.prompt) + len(collator.target_ids(utterance.text)) + 1
+    if needed <= collator.max_target_positions:
+        return None
+    return BadRow(
+        source, utterance.row, _file_name(utterance, source), TRANSCRIPT_TOO_LONG,
+        f"the transcript needs {needed} decoder positions (prompt, tokens, end), "
+        f"the model has {collator.max_target_positions}",
+    )
+
+
+def _file_name(utterance: Utterance, source: Path) -> str:
+    """The audio path relative to the dataset folder, as a manifest writes it."""
+    return os.path.relpath(utterance.audio_path, source.parent)
 
 
 def screen_utterances(

@@ -12,39 +12,36 @@ from pathlib import Path
 
 from clasr.data.batching import SpeechCollator
 from clasr.data.manifest import BadRow, Utterance
-from clasr.data.screen import utterance_problem
+from clasr.data.screen import audio_problem, transcript_problem
 from clasr.experiment.sets import ExperimentSets
 from rich.markup import escape
 
 from clasr.progress import console, progress_bar
 
 
-def screen_sets(sets: ExperimentSets, collator: SpeechCollator) -> dict[str, int]:
+def screen_sets(sets: ExperimentSets, collator: SpeechCollator) -> None:
     """Drop the utterances that cannot be used from every set of ``sets`` (in place), recording
-    them in ``sets.reports``; the transcript length is checked for training sets only.
-    Returns the number of rows dropped per set key (sets that lost none left out)."""
+    them in ``sets.reports``; the transcript length is checked for training sets only."""
     named = [(f"train/{task}", utts, True) for task, utts in sets.train.items()]
     named += [(s.key, s.utterances, False) for s in sets.evaluation]
     named += [(f"guard/{s.name}", s.utterances, False) for s in sets.guard]
-    checked: dict[tuple, BadRow | None] = {}  # a row read by several sets is decoded once
-    dropped = {}
+    decoded: dict[tuple, BadRow | None] = {}  # a row read by several sets is decoded once
     with progress_bar() as progress:
         bar = progress.add_task("checking audio", total=sum(len(utts) for _, utts, _ in named), info="")
         for key, utterances, training in named:
             source = Path(sets.reports[key]["source"])
             bad = []
             for utterance in utterances:
-                cache_key = (utterance.audio_path, utterance.offset, utterance.row, training)
-                if cache_key not in checked:
-                    checked[cache_key] = utterance_problem(utterance, source, collator if training else None)
-                if checked[cache_key] is not None:
-                    bad.append((utterance, checked[cache_key]))
+                audio = (source, utterance.audio_path, utterance.offset, utterance.row)
+                if audio not in decoded:
+                    decoded[audio] = audio_problem(utterance, source)
+                problem = decoded[audio] or (transcript_problem(utterance, source, collator) if training else None)
+                if problem is not None:
+                    bad.append((utterance, problem))
                 progress.advance(bar)
             if bad:
                 _drop(utterances, [u for u, _ in bad])
                 _record(sets.reports[key], [b for _, b in bad], key)
-                dropped[key] = len(bad)
-    return dropped
 
 
 def _drop(utterances: list[Utterance], bad: list[Utterance]) -> None:
