@@ -148,6 +148,8 @@ def eval_command(
         None, min=0.02, max=30.0, help="encoder window in seconds (default: the model's own; 30 = Whisper's)"
     ),
     hypotheses: Optional[Path] = typer.Option(None, help="write per-utterance results to this JSONL file"),
+    engine: str = typer.Option("ctranslate2", help="ctranslate2 (same greedy tokens in float32, faster) or torch"),
+    compute_type: str = typer.Option("float32", help="ctranslate2 only: float32, or int8 (faster, costs WER)"),
 ) -> None:
     """Transcribe a dataset with greedy decoding and print WER / CER (and the set's metric, the
     languages decoded)."""
@@ -174,7 +176,10 @@ def eval_command(
             console.print(f"[yellow]skipped rows by reason:[/] {_bad_counts([*report.bad_rows, *undecodable])}")
         if not utterances:
             raise DataError(f"{data}: no utterance of the selection decodes")
-        result = evaluate(bundle, utterances, normalizer, batch_size, language=language, metric=metric)
+        result = evaluate(
+            bundle, utterances, normalizer, batch_size, language=language, metric=metric,
+            engine=engine, compute_type=compute_type,
+        )
     except (DataError, ModelError, AudioError, ValueError) as error:
         _fail(str(error))
     if hypotheses is not None:

@@ -17,7 +17,8 @@ from typing import Sequence
 from clasr.atomic import write_text
 from clasr.data.batching import SpeechCollator, duration_batches, load_utterance_audio, prompt_ids
 from clasr.data.manifest import Utterance
-from clasr.decoding import DecodeLimits, greedy_decode
+from clasr.decoding import DecodeLimits
+from clasr.engines import DEFAULT_ENGINE, ComputeType, Engine, greedy_decoder
 from clasr.metrics.text import get_normalizer
 from clasr.metrics.wer import CorpusScore, bootstrap_ci, corpus_score, score_utterance
 from clasr.models.language import AUTO, ENGLISH, detect_language, prompt_language
@@ -66,6 +67,8 @@ def transcribe(
     limits: DecodeLimits | None = None,
     description: str = "decoding",
     language: str = ENGLISH,
+    engine: Engine = DEFAULT_ENGINE,
+    compute_type: ComputeType = "float32",
 ) -> list[tuple[str, bool, str]]:
     """(hypothesis text, hit_token_limit, language) per utterance, in input order.
 
@@ -73,6 +76,9 @@ def transcribe(
     utterance's language is detected first (:func:`clasr.models.language.detect_language`, an
     extra encoder pass) and a batch is decoded in groups of one language. A ModelError when the
     model cannot take ``language`` (e.g. German on an English-only model).
+
+    ``engine``: clasr's torch decoder or the same greedy decoding in CTranslate2
+    (:mod:`clasr.engines`; ``compute_type`` float32, or int8 at some WER cost).
     """
     limits = limits or DecodeLimits()
     model, tokenizer = bundle.model, bundle.tokenizer
@@ -83,6 +89,7 @@ def transcribe(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    decode = greedy_decoder(model, tokenizer, engine, compute_type)
     results: list[tuple[str, bool, str] | None] = [None] * len(utterances)
     batches = duration_batches([u.duration for u in utterances], batch_size)
     with progress_bar() as progress:
@@ -94,8 +101,7 @@ def transcribe(
             languages = detect_language(model, feats, tokenizer) if detect else [prompt_lang or ENGLISH] * len(batch)
             for lang in dict.fromkeys(languages):
                 rows = [k for k, row_lang in enumerate(languages) if row_lang == lang]
-                decoded = greedy_decode(
-                    model,
+                decoded = decode(
                     feats[rows],
                     prompt_ids(tokenizer, lang) if detect else collator.prompt,
                     collator.eot,
@@ -118,11 +124,13 @@ def evaluate(
     description: str = "decoding",
     language: str = ENGLISH,
     metric: str = "wer",
+    engine: Engine = DEFAULT_ENGINE,
+    compute_type: ComputeType = "float32",
 ) -> EvalResult:
     """Transcribe (in ``language``, see :func:`transcribe`) and score ``utterances``; rates are
     corpus-level (summed errors / summed reference length), ``metric`` the set's headline rate."""
     start = time.perf_counter()
-    hyps = transcribe(bundle, utterances, batch_size, limits, description, language)
+    hyps = transcribe(bundle, utterances, batch_size, limits, description, language, engine, compute_type)
     normalize = get_normalizer(normalizer)
     rows, scores = [], []
     for utt, (hyp, hit, hyp_language) in zip(utterances, hyps):

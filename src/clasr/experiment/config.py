@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from clasr.adapters import AdapterConfig
 from clasr.data.manifest import Selection
 from clasr.decoding import DecodeLimits
+from clasr.engines import DEFAULT_ENGINE, ComputeType, Engine
 from clasr.guard import GUARD_MODES, GuardConfig
 from clasr.metrics.text import get_normalizer
 from clasr.metrics.wer import check_metric
@@ -93,6 +94,8 @@ class EvaluationConfig(_Strict):
     normalizer: NormalizerName = Field("whisper_english", description="of English sets; other languages: whisper_basic")
     language: Language | None = Field(None, description="default language of every set (null: en)")
     limits: DecodeLimits = DecodeLimits()
+    engine: Engine = Field(DEFAULT_ENGINE, description="ctranslate2 (same greedy tokens in float32, faster) or torch")
+    compute_type: ComputeType = Field("float32", description="ctranslate2 only; int8 is faster at a WER cost")
 
 
 class DataConfig(_Strict):

@@ -136,6 +136,8 @@ def evaluate_row(
                 description=f"{name} {eval_set.key}",
                 language=eval_set.language,
                 metric=eval_set.metric,
+                engine=config.evaluation.engine,
+                compute_type=config.evaluation.compute_type,
             )
         write_hypotheses(out / "hyps" / name / f"{eval_set.key.replace('/', '_')}.jsonl", result.rows)
         cells[eval_set.key] = result.summary()
