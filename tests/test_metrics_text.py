@@ -7,7 +7,7 @@ from clasr.metrics.wer import score_utterance
 
 
 def test_registry_names_and_default():
-    assert set(NORMALIZERS) == {"whisper_english", "basic", "spelled", "none"}
+    assert set(NORMALIZERS) == {"whisper_english", "whisper_basic", "basic", "spelled", "none"}
     assert get_normalizer() is NORMALIZERS[DEFAULT_NORMALIZER]
     assert DEFAULT_NORMALIZER == "whisper_english"
 

@@ -46,7 +46,7 @@ class BuiltinModel:
     extra: str | None = None
 
     def modules(self) -> tuple[str, ...]:
-        return (self.files, *self.parts)
+        return tuple(dict.fromkeys((self.files, *self.parts)))
 
     def distribution(self, module: str) -> str:
         names = importlib.metadata.packages_distributions().get(module)
