@@ -312,8 +312,11 @@ def test_damaged_derived_files_are_rebuilt_from_the_committed_state(tmp_path, ti
     (out / "matrix.json").write_text('{"row_lab')
     (out / "matrix_wer.csv").unlink()
     (out / "metrics.json").write_text("garbage")
+    shown = cli.invoke(app, ["show", str(out)])
+    assert shown.exit_code == 2 and "matrix.json: damaged JSON" in shown.output
+    assert f"`clasr run {out / 'config.yaml'} --output {out}` rebuilds it" in " ".join(shown.output.split())
     monkeypatch.setattr(runner, "load_whisper", lambda *a, **k: pytest.fail("a finished run loaded the model"))
-    result = cli.invoke(app, ["run", str(path)])
+    result = cli.invoke(app, ["run", str(out / "config.yaml"), "--output", str(out)])  # as the message says
     assert result.exit_code == 0, result.output
     assert {name: (out / name).read_bytes() for name in originals} == originals
 

@@ -223,8 +223,10 @@ def show(
     try:
         matrix, metrics = read_results(results)
         guard = read_guard(results)
-    except (FileNotFoundError, ValueError) as error:  # ValueError: a damaged JSON file
+    except FileNotFoundError as error:
         _fail(str(error))
+    except ValueError as error:  # a damaged JSON file: derived from the committed state, so it can be rebuilt
+        _fail(f"{error}; `clasr run {results / 'config.yaml'} --output {results}` rebuilds it from the committed state")
     if markdown:
         print(f"WER (%)\n\n{matrix_markdown(matrix)}\n\nCER (%)\n\n{matrix_markdown(matrix, 'cer')}")
         print(f"\n{metrics_markdown(metrics)}")
