@@ -52,3 +52,28 @@ def test_mixed_error_rate_counts_cjk_characters_and_other_words() -> None:
     assert corpus_score([score, second]).mer == pytest.approx(3 / 11)
     english, _, _ = score_utterance("the cat sat", "the cat sat down", get_normalizer("none"))
     assert (english.ref_mixed, english.mixed_errors) == (english.ref_words, english.word_errors)  # MER = WER
+
+
+def _cell(wer: float, metric: str | None = None, rate: float | None = None) -> dict:
+    cell = {"wer": wer, "cer": wer / 2, "cer_nospace": wer / 3, "mer": wer, "wer_ci95": [wer, wer]}
+    return {**cell, "metric": metric, "error_rate": rate} if metric else cell
+
+
+def test_tables_name_each_sets_metric() -> None:
+    from clasr.report.markdown import matrix_markdown
+    from clasr.report.results import build_matrix, matrix_csv
+    from clasr.report.show import matrix_table
+
+    rows = [{"label": label, "cells": {"test/de": _cell(w, "wer", w), "general/zh": _cell(0.9, "cer_nospace", c)}}
+            for label, w, c in (("foundation", 0.30, 0.10), ("after de", 0.20, 0.15))]
+    matrix = build_matrix(rows, ["de"], ["zh"], [])
+    assert matrix["metrics"] == {"de": "wer", "general:zh": "cer_nospace"}
+    table = matrix_markdown(matrix).splitlines()
+    assert table[0] == "| row | de [wer] | general:zh [cer_nospace] |"
+    assert table[2:] == ["| foundation | 30.00 | 10.00 |", "| after de | 20.00 | 15.00 |"]
+    assert matrix_csv(matrix, "error_rate").splitlines()[0] == "row,de [wer],general:zh [cer_nospace]"
+    assert "Error-rate matrix (each set's metric in brackets" in matrix_table(matrix).title
+    # English-only runs, and cells written before sets had metrics, keep their WER tables
+    old = build_matrix([{"label": "foundation", "cells": {"test/an4": _cell(0.4)}}], ["an4"], [], [])
+    assert old["metrics"] == {"an4": "wer"} and old["error_rate"] == [[0.4]]
+    assert matrix_markdown(old).splitlines()[0] == "| row | an4 |"

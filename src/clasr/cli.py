@@ -217,7 +217,7 @@ def show(
     general-ability guard saw and did, when it was on)."""
     from clasr.report.guard import guard_markdown, guard_table, read_guard
     from clasr.report.markdown import matrix_markdown, metrics_markdown
-    from clasr.report.results import read_results
+    from clasr.report.results import read_results, table_rate
     from clasr.report.show import matrix_table, metrics_table
 
     try:
@@ -228,7 +228,8 @@ def show(
     except ValueError as error:  # a damaged JSON file: derived from the committed state, so it can be rebuilt
         _fail(f"{error}; `clasr run {results / 'config.yaml'} --output {results}` rebuilds it from the committed state")
     if markdown:
-        print(f"WER (%)\n\n{matrix_markdown(matrix)}\n\nCER (%)\n\n{matrix_markdown(matrix, 'cer')}")
+        headline = "WER" if table_rate(matrix, "wer") == "wer" else "Error rate (each set's metric in brackets)"
+        print(f"{headline} (%)\n\n{matrix_markdown(matrix)}\n\nCER (%)\n\n{matrix_markdown(matrix, 'cer')}")
         print(f"\n{metrics_markdown(metrics)}")
         if guard:
             print(f"\nGeneral-ability guard\n\n{guard_markdown(guard)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clasr.report.results import interval, matrix_columns, matrix_rows, percent, scalar_values
+from clasr.report.results import column_label, interval, matrix_columns, matrix_rows, percent, scalar_values, table_rate
 
 
 def _with_ci(value: float | None, ci: list[float] | None) -> str:
@@ -13,8 +13,10 @@ def _with_ci(value: float | None, ci: list[float] | None) -> str:
 
 def matrix_markdown(matrix: dict, rate: str = "wer") -> str:
     """Rows: foundation then after each task; columns: tasks' test sets, then general sets (in %).
-    WER cells carry their 95 % bootstrap interval in parentheses."""
-    header = ["row", *matrix_columns(matrix)]
+    WER cells carry their 95 % bootstrap interval in parentheses. When a set is scored by another
+    metric than WER, the WER table shows every set's own metric, named in its header."""
+    rate = table_rate(matrix, rate)
+    header = ["row", *(column_label(matrix, column, rate) for column in matrix_columns(matrix))]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     rows = matrix_rows(matrix, rate, views=True)
     with_ci = rate == "wer" and "wer_ci95" in matrix

@@ -35,7 +35,8 @@ from clasr.metrics.continual import METRIC_DEFINITIONS, continual_metrics
 from clasr.metrics.run_stats import SCALAR_METRICS, intervals
 from clasr.report.utterance_errors import UtteranceErrorsError, read_run_errors
 
-RATES = ("wer", "cer", "cer_nospace")
+RATES = ("wer", "cer", "cer_nospace", "mer", "error_rate")
+HEADLINE = "error_rate"  # each set's own metric (cell "metric"): WER, or CER without spaces, or MER
 SWEEP_FILE = "sweep.json"
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -53,7 +54,30 @@ def interval(ci: list[float | None] | None, digits: int = 2) -> str:
 
 
 def _column(rows: list[dict], key: str, rate: str) -> list[float | None]:
-    return [row["cells"].get(key, {}).get(rate) for row in rows]
+    cells = [row["cells"].get(key, {}) for row in rows]
+    if rate == HEADLINE:  # cells written before sets had a metric: their metric was WER
+        return [cell.get(HEADLINE, cell.get("wer")) for cell in cells]
+    return [cell.get(rate) for cell in cells]
+
+
+def _set_metrics(rows: list[dict], tasks: list[str], general: list[str]) -> dict[str, str]:
+    """Each matrix column's headline metric (``wer`` for cells that do not name one)."""
+    keys = {task: f"test/{task}" for task in tasks} | {f"general:{g}": f"general/{g}" for g in general}
+    named = {column: [row["cells"].get(key, {}).get("metric") for row in rows] for column, key in keys.items()}
+    return {column: next((m for m in metrics if m), "wer") for column, metrics in named.items()}
+
+
+def table_rate(matrix: dict, rate: str) -> str:
+    """The rate a table of ``rate`` shows: a WER table shows each set's own metric instead
+    when some set is not scored by WER (a language without spaces, a code-switched set)."""
+    if rate == "wer" and any(m != "wer" for m in matrix.get("metrics", {}).values()):
+        return HEADLINE
+    return rate
+
+
+def column_label(matrix: dict, column: str, rate: str) -> str:
+    """A table's header for ``column``: with its metric in brackets in a headline table."""
+    return f"{column} [{matrix.get('metrics', {}).get(column, 'wer')}]" if rate == HEADLINE else column
 
 
 def build_matrix(rows: list[dict], tasks: list[str], general: list[str], dev: list[str]) -> dict:
@@ -63,6 +87,7 @@ def build_matrix(rows: list[dict], tasks: list[str], general: list[str], dev: li
         "tasks": tasks,
         "general": general,
         "dev": dev,
+        "metrics": _set_metrics(rows, tasks, general),
     }
     for rate in (*RATES, "wer_ci95"):
         columns = [_column(rows, f"test/{t}", rate) for t in tasks]
@@ -118,7 +143,7 @@ def matrix_csv(matrix: dict, rate: str) -> str:
     then each cell's 95 % interval (``<column> ci95 low``, ``<column> ci95 high``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    columns = matrix_columns(matrix)
+    columns = [column_label(matrix, column, rate) for column in matrix_columns(matrix)]
     with_ci = rate == "wer" and "wer_ci95" in matrix
     bounds = [f"{c} ci95 {end}" for c in columns for end in ("low", "high")] if with_ci else []
     writer.writerow(["row", *columns, *bounds])
@@ -174,6 +199,8 @@ def write_results(output_dir: Path, rows: list[dict], tasks: list[str], general:
     write_json(output_dir / "matrix.json", matrix)
     for rate in ("wer", "cer"):
         write_text(output_dir / f"matrix_{rate}.csv", matrix_csv(matrix, rate))
+    if table_rate(matrix, "wer") == HEADLINE:
+        write_text(output_dir / f"matrix_{HEADLINE}.csv", matrix_csv(matrix, HEADLINE))
     metrics = build_metrics(matrix)
     if metrics["complete"] and "error" not in metrics:
         metrics["ci95"] = metric_intervals([output_dir], matrix)

@@ -6,22 +6,25 @@ from rich.markup import escape
 from rich.table import Table
 
 from clasr.metrics.continual import METRIC_DEFINITIONS
-from clasr.report.results import interval, matrix_rows, percent, scalar_values
+from clasr.report.results import HEADLINE, column_label, interval, matrix_rows, percent, scalar_values, table_rate
 
 
 def matrix_table(matrix: dict, rate: str = "wer") -> Table:
     """Rows: foundation then after each task; columns: tasks' test sets, then general sets (in %).
     WER cells carry their 95 % bootstrap interval over utterances; for a sweep the values are
-    means over seeds."""
+    means over seeds. When a set is scored by another metric than WER (see
+    :func:`clasr.report.results.table_rate`), the WER table shows every set's own metric."""
     sweep = matrix.get("sweep")
+    rate = table_rate(matrix, rate)
     with_ci = rate == "wer" and "wer_ci95" in matrix
     what = ["%", *([f"mean over seeds {sweep['seeds']}"] if sweep else []), *(["[95 % interval]"] if with_ci else [])]
-    table = Table(title=f"{rate.upper()} matrix ({', '.join(what)}) — row i: after training through task i")
+    kind = "Error-rate matrix (each set's metric in brackets, " if rate == HEADLINE else f"{rate.upper()} matrix ("
+    table = Table(title=f"{kind}{', '.join(what)}) — row i: after training through task i")
     table.add_column("row")
     for task in matrix["tasks"]:
-        table.add_column(escape(task), justify="right")
+        table.add_column(escape(column_label(matrix, task, rate)), justify="right")
     for name in matrix["general"]:
-        table.add_column(escape(f"general:{name}"), justify="right", style="cyan")
+        table.add_column(escape(column_label(matrix, f"general:{name}", rate)), justify="right", style="cyan")
     rows = matrix_rows(matrix, rate, views=True)
     cis = matrix_rows(matrix, rate, "wer_ci95", views=True) if with_ci else [(label, [None] * len(c)) for label, c in rows]
     for (label, cells), (_, intervals) in zip(rows, cis):
