@@ -79,12 +79,18 @@ def multilingual():
     return tiny_random_multilingual_whisper(seed=5)
 
 
-def test_decoding_forces_the_sets_language(multilingual, toy_dataset, monkeypatch, one_thread):
+@pytest.mark.parametrize("engine", ["torch", "ctranslate2"])
+def test_decoding_forces_the_sets_language(multilingual, toy_dataset, monkeypatch, one_thread, engine):
     utts, _ = read_dataset(toy_dataset, Selection(split="test"))
     prompts = []
-    real = evaluate_module.greedy_decode
-    monkeypatch.setattr(evaluate_module, "greedy_decode", lambda m, f, prompt, *a: prompts.append(prompt) or real(m, f, prompt, *a))
-    rows = transcribe(multilingual, utts, batch_size=2, language="fr")
+    real = evaluate_module.greedy_decoder
+
+    def spy(*args, **kwargs):
+        decode = real(*args, **kwargs)
+        return lambda features, prompt, *rest: prompts.append(prompt) or decode(features, prompt, *rest)
+
+    monkeypatch.setattr(evaluate_module, "greedy_decoder", spy)
+    rows = transcribe(multilingual, utts, batch_size=2, language="fr", engine=engine)
     fr = multilingual.tokenizer.convert_tokens_to_ids("<|fr|>")
     assert prompts and all(p == [50258, fr, 50359, 50363] for p in prompts)
     assert [lang for _, _, lang in rows] == ["fr"] * len(utts)
@@ -101,13 +107,13 @@ def test_auto_detects_the_language_from_one_decoder_step(multilingual, toy_datas
         logits = multilingual.model(input_features=feats, decoder_input_ids=torch.full((len(utts), 1), 50258)).logits
     expected = [max(ids, key=lambda code: logits[i, -1, ids[code]].item()) for i in range(len(utts))]
     assert detect_language(multilingual.model, feats, multilingual.tokenizer) == expected
-    result = evaluate(multilingual, utts, "whisper_basic", batch_size=4, language="auto")
+    result = evaluate(multilingual, utts, "whisper_basic", batch_size=4, language="auto", engine="torch")
     detected = {row["id"]: row["language"] for row in result.rows}
     assert sorted(detected.values()) == sorted(expected)
     assert result.summary()["languages"] == {code: expected.count(code) for code in set(expected)}
     for code in set(expected):  # decoded exactly as if that language had been forced
         chosen = [u for u in utts if detected[u.id] == code]
-        forced = transcribe(multilingual, chosen, batch_size=4, language=code)
+        forced = transcribe(multilingual, chosen, batch_size=4, language=code, engine="torch")
         by_id = {row["id"]: row["hypothesis"] for row in result.rows}
         assert [text for text, _, _ in forced] == [by_id[u.id] for u in chosen]
 
