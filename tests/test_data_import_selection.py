@@ -183,3 +183,15 @@ def test_recipes_parse_with_the_config_loader(name, tasks):
     if name == "cv_accents.yaml":
         assert config.tasks[1].train.where == {"accents": ["England English"]}
         assert all(t.test.split == "test" and t.test.where for t in config.tasks)
+
+
+def test_rows_past_max_utterances_are_counted_without_probing(accents):
+    rows = [json.loads(line) for line in (accents / "metadata.jsonl").read_text().splitlines()]
+    rows.append({"file_name": "a/gone.wav", "text": "x", "split": "train", "accents": "us"})
+    write_manifest(accents, rows)
+    utterances, report = read_dataset(accents, Selection(split="train", skip=1, max_utterances=2))
+    assert ids(utterances) == ["a/1.wav", "a/2.wav"] and not report.bad_rows
+    assert report.filtered == {**report.filtered, "split": 1, "skip": 1, "max_utterances": 3}
+    assert report.rows == report.kept + len(report.bad_rows) + sum(report.filtered.values())
+    everything, report = read_dataset(accents, Selection(split="train"))
+    assert [b.reason for b in report.bad_rows] == ["missing_file"]  # without a cap the row is probed

@@ -330,22 +330,29 @@ class _DatasetReader:
         self._columns: set[str] = set()
 
     def read(self) -> list[Utterance]:
-        """The selected utterances, in manifest order; fills in the report."""
-        candidates = [
-            utterance
-            for item in read_manifest_rows(self.source)
-            if (utterance := self._row_to_utterance(item)) is not None
-        ]
+        """The selected utterances, in manifest order; fills in the report.
+
+        Once ``skip + max_utterances`` rows are selected, later rows that pass the label
+        filters are counted against ``max_utterances`` without reading their audio header (a
+        bad audio file there is not looked for: the selection would not use the row anyway).
+        """
+        wanted = None if self.selection.max_utterances is None else self.selection.skip + self.selection.max_utterances
+        candidates: list[Utterance] = []
+        for item in read_manifest_rows(self.source):
+            utterance = self._row_to_utterance(item, probe=wanted is None or len(candidates) < wanted)
+            if utterance is not None:
+                candidates.append(utterance)
         self._check_where_columns()
         selected = self._skip_and_cap(candidates)
         self.report.kept = len(selected)
         self.report.warnings.extend(self._tally.messages())
         return selected
 
-    def _row_to_utterance(self, item: tuple[int, dict[str, Any]] | BadRow) -> Utterance | None:
+    def _row_to_utterance(self, item: tuple[int, dict[str, Any]] | BadRow, probe: bool = True) -> Utterance | None:
         """Check one parsed row and apply the per-row filters.
 
-        None when the row is bad or filtered out (and counted as such).
+        None when the row is bad or filtered out (and counted as such); without ``probe`` a
+        row that passes the label filters is counted against max_utterances.
         """
         self.report.rows += 1
         if isinstance(item, BadRow):
@@ -356,6 +363,9 @@ class _DatasetReader:
             return self._reject(entry)
         utterance_id = self._unique_id(entry)
         if self._filtered_out(_label_filter(self.selection, entry)):
+            return None
+        if not probe:
+            self._filtered_out("max_utterances")
             return None
         info = _check_audio(self.source, self.folder, entry)
         if isinstance(info, BadRow):
@@ -431,7 +441,7 @@ class _DatasetReader:
         self.report.filtered["skip"] = min(skip, len(candidates))
         selected = candidates[skip:]
         if cap is not None:
-            self.report.filtered["max_utterances"] = max(0, len(selected) - cap)
+            self.report.filtered["max_utterances"] += max(0, len(selected) - cap)
             selected = selected[:cap]
         return selected
 
