@@ -3,6 +3,7 @@ decoding, language detection, English-only refusal, per-language configs and the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,30 @@ def test_converted_tokenizer_pads_with_end_of_text():
     padded = tokenizer.pad([{"input_ids": [1, 2, 3]}, {"input_ids": [7]}], return_tensors="pt")
     assert padded["input_ids"].tolist() == [[1, 2, 3], [7, 50256, 50256]]
     assert padded["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_a_run_trains_and_scores_in_each_sets_language(multilingual_checkpoint, toy_dataset, tmp_path, one_thread):
+    """End to end: a German task, a Mandarin general set (CER without spaces) and an auto one."""
+    from clasr.experiment.runner import run_experiment
+    from clasr.report.results import read_results
+
+    mel, folder = multilingual_checkpoint
+    if mel != 128:
+        pytest.skip("one end-to-end run is enough")
+    general = {"data": str(toy_dataset), "test": {"split": "test", "max_utterances": 2}}
+    config = parse_config({
+        "output_dir": str(tmp_path / "run"), "model": {"name": str(folder), "window_seconds": 2},
+        "train": {"max_steps": 1, "batch_size": 4, "learning_rate": 1e-4},
+        "evaluation": {"engine": "torch", "batch_size": 4},
+        "tasks": [{"name": "de_task", "data": str(toy_dataset), "language": "de",
+                   "train": {"split": "train"}, "test": {"split": "test", "max_utterances": 2}}],
+        "general": [{"name": "zh_set", "language": "zh", **general}, {"name": "any", "language": "auto", **general}],
+    })
+    run_experiment(config)
+    matrix, metrics = read_results(tmp_path / "run")
+    assert matrix["metrics"] == {"de_task": "wer", "general:zh_set": "cer_nospace", "general:any": "wer"}
+    assert metrics["complete"]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "hyps" / "row1" / "general_zh_set.jsonl").read_text().splitlines()]
+    assert {row["language"] for row in rows} == {"zh"}
+    auto = [json.loads(line) for line in (tmp_path / "run" / "hyps" / "row1" / "general_any.jsonl").read_text().splitlines()]
+    assert all(row["language"] in language_token_ids(load_whisper(folder, 2).tokenizer) for row in auto)

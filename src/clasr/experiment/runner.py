@@ -145,6 +145,7 @@ def evaluate_row(
             f"{name} {eval_set.key}: {result.metric.upper()} {100 * result.error_rate:.2f}%"
             f"  WER {100 * result.score.wer:.2f}%  CER {100 * result.score.cer:.2f}%"
             f"  ({len(eval_set.utterances)} utt, {result.seconds:.1f}s, {result.token_limit_hits} at token limit)"
+            + (f"  detected languages {result.languages}" if eval_set.language == "auto" else "")
         )
     return cells
 
