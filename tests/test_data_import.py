@@ -375,3 +375,16 @@ def test_cli_import_prints_counts_and_fails_cleanly(tmp_path):
     (data / "wav.scp").write_text("u1 flac -dc x.flac |\n")
     result = runner.invoke(app, ["data", "import", "kaldi", str(data), str(tmp_path / "k_out")])
     assert result.exit_code == 2 and "piped wav.scp" in result.output and "Traceback" not in result.output
+
+
+def test_writer_checks_segments_it_is_handed(tmp_path):
+    from clasr.data.importers.rows import SourceRow
+    from clasr.data.importers.writer import ImportReport, write_audiofolder
+
+    write_audio(tmp_path / "a.wav", 1.0)
+    rows = [SourceRow(tmp_path / "list", n, "a.wav", "hi", tmp_path / "a.wav", offset=offset, duration=duration)
+            for n, (offset, duration) in enumerate([(-1.0, None), (0.5, 0.0), (0.25, None)], start=1)]
+    out = tmp_path / "out"
+    report = write_audiofolder(rows, out, ImportReport("test", tmp_path, out))
+    assert [(b.row, b.reason) for b in report.bad_rows] == [(1, "bad_segment"), (2, "bad_segment")]
+    assert [(r["offset"], r["duration"]) for r in metadata(out)] == [(0.25, 0.75)]

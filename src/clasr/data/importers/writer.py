@@ -148,7 +148,7 @@ def _written_row(row: SourceRow, audio: _AudioStore) -> dict[str, Any] | BadRow:
 def _checked_segment(row: SourceRow, header_duration: float) -> float | BadRow:
     """The segment's length in seconds, or a bad_segment row."""
     if row.offset < 0 or (row.duration is not None and row.duration <= 0):
-        detail = f"a segment needs offset ≥ 0 and duration > 0, got {row.offset:g} and {row.duration:g}"
+        detail = f"a segment needs offset ≥ 0 and duration > 0, got {row.offset!r} and {row.duration!r}"
         return BadRow(row.source, row.row, row.audio_name, BAD_SEGMENT, detail)
     length = segment_length(row.offset, row.duration, header_duration)
     if isinstance(length, str):
