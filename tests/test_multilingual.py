@@ -198,3 +198,15 @@ def test_a_run_trains_and_scores_in_each_sets_language(multilingual_checkpoint, 
     assert {row["language"] for row in rows} == {"zh"}
     auto = [json.loads(line) for line in (tmp_path / "run" / "hyps" / "row1" / "general_any.jsonl").read_text().splitlines()]
     assert all(row["language"] in language_token_ids(load_whisper(folder, 2).tokenizer) for row in auto)
+
+
+def test_clasr_eval_language_errors_are_clear(tiny_checkpoint, toy_dataset):
+    from typer.testing import CliRunner
+
+    from clasr.cli import app
+
+    base = ["eval", "--model", str(tiny_checkpoint), "--data", str(toy_dataset), "--engine", "torch"]
+    outcome = CliRunner().invoke(app, [*base, "--language", "de"])
+    assert outcome.exit_code == 2 and "'de' on an English-only Whisper" in outcome.output
+    outcome = CliRunner().invoke(app, [*base, "--language", "klingon"])
+    assert outcome.exit_code == 2 and "unknown language 'klingon'" in outcome.output
