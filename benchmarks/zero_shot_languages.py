@@ -49,20 +49,23 @@ def main() -> int:
     parser.add_argument("model")
     parser.add_argument("--english-utterances", type=int, default=48)
     parser.add_argument("--auto-per-language", type=int, default=2)
+    parser.add_argument("--languages", nargs="*", default=["zh", "ja", "de", "es", "fr", "ru", "kk"],
+                        help="multilingual languages scored first (the rest follow in alphabetical order)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
     bundle = load_whisper(args.model, 30)
     rows = []
-    multilingual, _ = read_dataset(SHARED / "multilingual", Selection(max_duration=30))
-    for language in sorted({u.extra["language"] for u in multilingual}):
-        utts = [u for u in multilingual if u.extra["language"] == language]
-        rows.append(score(bundle, f"multilingual/{language}", utts, language))
     codeswitch, _ = read_dataset(SHARED / "codeswitch_kk_ru", Selection(max_duration=30))
     rows.append(score(bundle, "codeswitch_kk_ru", codeswitch, "kk", metric="mer"))
     english = Selection(split="test", max_utterances=args.english_utterances)
     rows.append(score(bundle, "an4", read_dataset(SHARED / "an4", english)[0], "en", normalizer="spelled"))
     rows.append(score(bundle, "arctic_kathleen", read_dataset(SHARED / "arctic_kathleen", english)[0], "en"))
+    multilingual, _ = read_dataset(SHARED / "multilingual", Selection(max_duration=30))
+    present = {u.extra["language"] for u in multilingual}
+    for language in [*(code for code in args.languages if code in present), *sorted(present - set(args.languages))]:
+        utts = [u for u in multilingual if u.extra["language"] == language]
+        rows.append(score(bundle, f"multilingual/{language}", utts, language))
     sample = [u for language in sorted({u.extra["language"] for u in multilingual})
               for u in [u for u in multilingual if u.extra["language"] == language][: args.auto_per_language]]
     auto = evaluate(bundle, sample, "whisper_basic", 8, language="auto", description="multilingual auto", engine=ENGINE)
