@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 from accelerate import Accelerator, PartialState
+from accelerate.utils import set_seed
 
 from clasr.adapters import extra_loss as adapter_extra_loss
 from clasr.adapters.session import task_adapters
@@ -194,6 +195,7 @@ def run_task(
         if config.adapter
         else nullcontext({})
     )
+    set_seed(context.seed)  # adapters are initialised from the task's seed, so a resumed run draws the same ones
     with adapting as adapter_facts:
         guard = _task_guard(bundle, sets.guard, config)
         stats = train_task(
