@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -189,9 +190,17 @@ def test_runs_with_an_adapter_per_task(tmp_path, tiny_checkpoint, strategy, adap
     rows = json.loads((tmp_path / "out" / "progress" / "state.json").read_text())["rows"]
     facts = rows[1]["adapter"]
     assert facts["type"] == adapter["type"] and 0 < facts["trainable_parameters"] < 100_000
-    if adapter["type"] == "blora":
-        assert 0.0 <= facts["update_sparsity_below_1e-3"] <= 1.0
-        assert 0.0 < facts["posterior_mean_sparsity_below_1e-3"] < 1.0
+    if adapter["type"] == "blora":  # the shares recomputed from task 1's saved posterior means, ΔW = (α/r) μ_B μ_A
+        from safetensors.torch import load_file
+
+        saved = load_file(str(tmp_path / "out" / "adapters" / "task1_a" / "adapters.safetensors"))
+        layers = sorted(k.removesuffix(".mu_A") for k in saved if k.endswith(".mu_A"))
+        deltas = [(16.0 / 2) * saved[f"{k}.mu_B"] @ saved[f"{k}.mu_A"] for k in layers]
+        means = [saved[f"{k}.{m}"] for k in layers for m in ("mu_A", "mu_B")]
+        share = lambda ts: sum(int((t.abs() < 1e-3).sum()) for t in ts) / sum(t.numel() for t in ts)  # noqa: E731
+        assert len(layers) == facts["layers"] and 0 < share(deltas) < 1
+        assert facts["update_sparsity_below_1e-3"] == pytest.approx(share(deltas), abs=1e-12)
+        assert facts["posterior_mean_sparsity_below_1e-3"] == pytest.approx(share(means), abs=1e-12)
     if strategy["name"] == "centralize":
         assert [r["strategy"]["deployed"] for r in rows[1:]] == ["base + this task's update", "centralized base"]
         matrix, _ = read_results(tmp_path / "out")
@@ -275,11 +284,41 @@ def test_centralize_without_an_adapter_is_refused():
         {"name": "frozen", "part": "decoder"},
     ],
 )
-def test_every_strategy_runs_end_to_end(tmp_path, tiny_checkpoint, strategy):
+def test_every_strategy_runs_end_to_end(tmp_path, tiny_checkpoint, tiny_bundle, strategy):
     config = load_config(_config(tmp_path, tiny_checkpoint), {"strategy": strategy})
-    assert run_experiment(config)["complete"]
+    metrics = run_experiment(config)
+    assert metrics["complete"] and all(math.isfinite(metrics[k]) for k in ("backward_transfer", "average_wer"))
+    matrix, _ = read_results(tmp_path / "out")
+    assert matrix["row_labels"] == ["foundation", "after a", "after b"]
+    for values in (matrix["wer"], matrix["dev_wer"], [[v] for v in matrix["general_wer"]["g"]]):
+        assert len(values) == 3 and all(math.isfinite(v) and v >= 0 for row in values for v in row if v is not None)
+    assert all(len(row) == 2 for row in matrix["wer"])
     rows = json.loads((tmp_path / "out" / "progress" / "state.json").read_text())["rows"]
-    assert len(rows) == 3 and all("strategy" in row for row in rows[1:])
+    facts = [row["strategy"] for row in rows[1:]]
+    trained = [row["train"]["utterances"] for row in rows[1:]]
+    model = tiny_bundle.model
+    n_params = sum(p.numel() for p in model.parameters())
+    if strategy["name"] == "ihr":  # exact keeps every task's factors: Σ (in² + out²) float32 per Linear
+        linears = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.endswith("proj_out")]
+        one_task = 4 * sum(m.in_features**2 + m.out_features**2 for m in linears)
+        assert [f["merged_with_past_tasks"] for f in facts] == [0, 1] and facts[1]["layers_corrected"] == len(linears)
+        assert [f["factor_memory_bytes"] for f in facts] == [one_task, 2 * one_task]
+    elif strategy["name"] == "ewc":  # F̃ and θ* of every parameter, float32
+        assert [f["fisher_utterances"] for f in facts] == [4, 4] and all(f["fisher_mean"] > 0 for f in facts)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)  # not the encoder's positions
+        assert [f["state_bytes"] for f in facts] == [2 * 4 * trainable] * 2
+    elif strategy["name"] == "lwf":
+        assert [f["distilled"] for f in facts] == [True, True]  # from_first_task: the foundation is task 1's teacher
+    elif strategy["name"] == "er":
+        assert trained == [8, 8 + 3] and [f["stored_utterances"] for f in facts] == [3, 3]
+        assert facts[0]["stored_per_task"] == {"a": 3} and sum(facts[1]["stored_per_task"].values()) == 3
+    elif strategy["name"] == "joint":
+        assert trained == [8, 16] and [f["stored_utterances"] for f in facts] == [8, 16]
+    elif strategy["name"] == "frozen":
+        encoder = sum(p.numel() for p in model.get_encoder().parameters())
+        assert all(f["frozen_parameters"] == encoder and f["trainable_parameters"] == n_params - encoder for f in facts)
+    if strategy["name"] != "er" and strategy["name"] != "joint":
+        assert trained == [8, 8]
 
 
 def test_a_bad_row_read_by_two_selections_is_counted_once(tmp_path):
