@@ -95,7 +95,7 @@ class TaskGuard:
 
     def start(self) -> None:
         """Score the task's start (step 0): the reference of every rise, and the first best step."""
-        self._check(0)
+        self.log(f"guard at the task's start: {self._describe(self._check(0))}")
 
     def after_step(self, step: int, last: bool) -> bool:
         """Check at every ``every_steps``-th step and at the last one; True ends the task now."""
@@ -104,6 +104,7 @@ class TaskGuard:
         check = self._check(step)
         rise = max(check.wer[s] - self.curve[0].wer[s] for s in check.wer)
         if rise <= self.config.threshold:
+            self.log(f"guard at step {step}: {self._describe(check)} (start: {self._describe(self.curve[0])})")
             return False
         if self.triggered_at is None:
             self.triggered_at = step
