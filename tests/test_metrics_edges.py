@@ -1,0 +1,31 @@
+"""Boundary cases that mutation testing (``make mutate``) showed no other test reaches."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from clasr.metrics.continual import general_change
+from clasr.metrics.stats import seed_interval
+
+
+def test_seed_interval_of_two_seeds_is_the_t_interval():
+    """k = 2 is the smallest sweep with a spread: t with one degree of freedom (scipy's interval)."""
+    values = np.array([0.21, 0.26])
+    mean, std, low, high = seed_interval(values, confidence=0.9)
+    expected = scipy_stats.t.interval(0.9, df=1, loc=values.mean(), scale=scipy_stats.sem(values))
+    assert mean == pytest.approx(0.235) and std == pytest.approx(np.std(values, ddof=1))
+    assert (low, high) == pytest.approx(expected, rel=1e-12)
+    one = seed_interval(np.array([0.3]))
+    assert one[0] == 0.3 and all(math.isnan(v) for v in one[1:])
+
+
+def test_general_change_of_a_single_task_run():
+    """Rows 0..T with T = 1: two entries, the smallest valid vector."""
+    assert general_change([0.4, 0.5]) == pytest.approx({"initial": 0.4, "final": 0.5, "change": 0.1})
+    for bad in ([0.4], [[0.4, 0.5]]):
+        with pytest.raises(ValueError, match=r"\(T\+1\)-vector"):
+            general_change(bad)
+    with pytest.raises(ValueError, match="NaN entry"):
+        general_change([0.4, float("nan")])
