@@ -299,7 +299,7 @@ def test_invalid_windows_are_refused(two_second_model: WhisperForConditionalGene
 
 
 def test_resolve_model_errors(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match=r"'tiny': .* is not a folder.*built-in names \(tiny.en\)"):
+    with pytest.raises(ModelError, match=r"'tiny': .* is not a folder.*built-in names \(tiny.en, base\)"):
         resolve_model("tiny")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelError, match=r"lacks weights \(one of model.safetensors"):
