@@ -195,3 +195,14 @@ def test_rows_past_max_utterances_are_counted_without_probing(accents):
     assert report.rows == report.kept + len(report.bad_rows) + sum(report.filtered.values())
     everything, report = read_dataset(accents, Selection(split="train"))
     assert [b.reason for b in report.bad_rows] == ["missing_file"]  # without a cap the row is probed
+
+
+def test_a_run_resumes_with_another_num_workers_but_not_another_batch_size():
+    from clasr.experiment.checkpoint import RunState
+    from clasr.experiment.runner import check_output_dir
+
+    config = parse_config({"tasks": [{"name": "t", "data": "x", "train": {}, "test": {}}], "train": {"num_workers": 0}})
+    state = RunState(rows=[{"row": 0}], config=config.to_plain())
+    check_output_dir(config.model_copy(update={"train": config.train.model_copy(update={"num_workers": 2})}), state)
+    with pytest.raises(ConfigError, match=r"differs at: train.batch_size"):
+        check_output_dir(config.model_copy(update={"train": config.train.model_copy(update={"batch_size": 3})}), state)
