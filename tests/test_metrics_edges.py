@@ -7,6 +7,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from clasr.metrics.continual import general_change
+from clasr.metrics.run_stats import RunErrors, SetErrors, paired_comparison
 from clasr.metrics.stats import seed_interval
 
 
@@ -29,3 +30,22 @@ def test_general_change_of_a_single_task_run():
             general_change(bad)
     with pytest.raises(ValueError, match="NaN entry"):
         general_change([0.4, float("nan")])
+
+
+def _runs(shift_row0: bool):
+    rng = np.random.default_rng(4)
+    words = rng.integers(3, 12, 30)
+    errors = rng.binomial(words, 0.2, size=(1, 2, 30))
+    other = errors + rng.integers(0, 2, size=errors.shape) * np.array([int(shift_row0), 1])[None, :, None]
+    labels = ("foundation", "after a")
+    ids = tuple(map(str, range(30)))
+    return RunErrors([SetErrors("a", ids, errors, words)], [], labels), RunErrors([SetErrors("a", ids, other, words)], [], labels)
+
+
+@pytest.mark.parametrize("shift_row0", [False, True])
+def test_paired_comparison_tests_row_0_only_when_the_runs_scored_it_differently(shift_row0):
+    a, b = _runs(shift_row0)
+    results = paired_comparison(a, b, n_resamples=200, seed=3)
+    assert [r.quantity for r in results if r.quantity.startswith("foundation")] == (["foundation: a"] if shift_row0 else [])
+    again = paired_comparison(a, b, n_resamples=200, seed=3)
+    assert [r.interval for r in again] == [r.interval for r in results]  # seeded: the same resamples
