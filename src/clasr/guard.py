@@ -55,11 +55,13 @@ class GuardConfig(BaseModel):
 
 @dataclass
 class GuardedSet:
-    """A set the guard scores: its name (the general set's) and utterances."""
+    """A set the guard scores: its name (the general set's), utterances, and how they are
+    decoded and scored (as the general set's test)."""
 
     name: str
     utterances: list
     normalizer: str
+    language: str = "en"
 
 
 Scorer = Callable[[GuardedSet], float]  # WER of the model as it is now on a guarded set

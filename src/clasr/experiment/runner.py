@@ -236,6 +236,9 @@ def guard_scorer(bundle: WhisperBundle, config: ExperimentConfig) -> Scorer:
             config.evaluation.batch_size,
             config.evaluation.limits,
             description=f"guard {guarded_set.name}",
+            language=guarded_set.language,
+            engine=config.evaluation.engine,
+            compute_type=config.evaluation.compute_type,
         ).score.wer
 
     return score

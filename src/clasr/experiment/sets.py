@@ -106,5 +106,6 @@ def load_sets(config: ExperimentConfig) -> ExperimentSets:
             sets.evaluation.append(EvalSet(f"dev/{task.name}", dev, **scoring(config, task)))
     for general in config.guarded_sets():
         dev = _read(general.data, general.dev, f"guard/{general.name}", config, sets)[: config.guard.utterances]
-        sets.guard.append(GuardedSet(general.name, dev, scoring(config, general)["normalizer"]))
+        how = scoring(config, general)
+        sets.guard.append(GuardedSet(general.name, dev, how["normalizer"], how["language"]))
     return sets
