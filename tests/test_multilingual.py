@@ -210,3 +210,23 @@ def test_clasr_eval_language_errors_are_clear(tiny_checkpoint, toy_dataset):
     assert outcome.exit_code == 2 and "'de' on an English-only Whisper" in outcome.output
     outcome = CliRunner().invoke(app, [*base, "--language", "klingon"])
     assert outcome.exit_code == 2 and "unknown language 'klingon'" in outcome.output
+
+
+def test_the_transcript_check_before_a_run_counts_the_tasks_language_prompt(multilingual, toy_dataset):
+    """A transcript 2 tokens too long for a German task's 4-token prompt (it would fit behind an
+    English-only 2-token prompt) is a bad training row; one that just fits is not."""
+    from dataclasses import replace
+
+    from clasr.data.screen import transcript_problem
+    from clasr.experiment.runner import _task_collator
+
+    config = parse_config(_config(toy_dataset, task={"language": "de"}, model={"name": str(toy_dataset)}))
+    collator = _task_collator(multilingual, config, config.tasks[0])
+    assert collator.prompt == [50258, LAYOUTS[80]["de"], 50359, 50363]
+    [utt] = read_dataset(toy_dataset, Selection(split="train", max_utterances=1))[0]
+    room = collator.max_target_positions - len(collator.prompt) - 1  # text tokens the decoder has room for
+    texts = {len(collator.target_ids(text)): text for text in (" ".join(["yes"] * n) for n in range(room - 8, room + 8))}
+    manifest = toy_dataset / "metadata.jsonl"
+    assert transcript_problem(replace(utt, text=texts[room]), manifest, collator) is None
+    too_long = transcript_problem(replace(utt, text=texts[room + 2]), manifest, collator)
+    assert too_long is not None and too_long.reason == "transcript_too_long"

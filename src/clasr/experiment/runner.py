@@ -177,13 +177,7 @@ def run_task(
 ) -> dict:
     """Train on task ``index`` (1-based) and apply the strategy; returns the row's training facts."""
     task = config.tasks[index - 1]
-    collator = SpeechCollator(
-        bundle.feature_extractor,
-        bundle.tokenizer,
-        bundle.window_frames,
-        max_target_positions=bundle.model.config.max_target_positions,
-        language=prompt_language(bundle.model, bundle.tokenizer, config.set_language(task.language)),
-    )
+    collator = _task_collator(bundle, config, task)
     earlier = [(t.name, sets.train[t.name]) for t in config.tasks[: index - 1]]
     context = TaskContext(index, task.name, sets.train[task.name], collator, config.seed + index, earlier)
     start = time.perf_counter()
@@ -274,13 +268,15 @@ def export_model(bundle: WhisperBundle, target: Path) -> None:
         windowed_feature_extractor(bundle.feature_extractor, bundle.window_frames).save_pretrained(tmp)
 
 
-def _screening_collator(bundle: WhisperBundle) -> SpeechCollator:
-    """A collator as training builds it: the screen tokenizes transcripts with its prompt."""
+def _task_collator(bundle: WhisperBundle, config: ExperimentConfig, task) -> SpeechCollator:
+    """The collator task ``task`` trains with: its language in the prompt, targets bounded by the
+    decoder's positions (the screen before a run checks transcripts with the same one)."""
     return SpeechCollator(
         bundle.feature_extractor,
         bundle.tokenizer,
         bundle.window_frames,
         max_target_positions=bundle.model.config.max_target_positions,
+        language=prompt_language(bundle.model, bundle.tokenizer, config.set_language(task.language)),
     )
 
 
@@ -369,7 +365,7 @@ def _run(config: ExperimentConfig, foundation_from: Path | None) -> dict:
     check_languages(config, bundle)
     strategy = build_strategy(config.strategy)
     accelerator = Accelerator()
-    screen_sets(sets, _screening_collator(bundle))
+    screen_sets(sets, {task.name: _task_collator(bundle, config, task) for task in config.tasks})
     skipped = sets.bad_row_counts()
     state.config, state.data = config.to_plain(), fingerprints
     if main:  # evaluation and every write happen once, on the main process

@@ -19,23 +19,24 @@ from rich.markup import escape
 from clasr.progress import console, progress_bar
 
 
-def screen_sets(sets: ExperimentSets, collator: SpeechCollator) -> None:
+def screen_sets(sets: ExperimentSets, collators: dict[str, SpeechCollator]) -> None:
     """Drop the utterances that cannot be used from every set of ``sets`` (in place), recording
-    them in ``sets.reports``; the transcript length is checked for training sets only."""
-    named = [(f"train/{task}", utts, True) for task, utts in sets.train.items()]
-    named += [(s.key, s.utterances, False) for s in sets.evaluation]
-    named += [(f"guard/{s.name}", s.utterances, False) for s in sets.guard]
+    them in ``sets.reports``; the transcript length is checked for training sets only, with the
+    collator (prompt included) that task ``name`` trains with, ``collators[name]``."""
+    named = [(f"train/{task}", utts, collators[task]) for task, utts in sets.train.items()]
+    named += [(s.key, s.utterances, None) for s in sets.evaluation]
+    named += [(f"guard/{s.name}", s.utterances, None) for s in sets.guard]
     decoded: dict[tuple, BadRow | None] = {}  # a row read by several sets is decoded once
     with progress_bar() as progress:
         bar = progress.add_task("checking audio", total=sum(len(utts) for _, utts, _ in named), info="")
-        for key, utterances, training in named:
+        for key, utterances, collator in named:
             source = Path(sets.reports[key]["source"])
             bad = []
             for utterance in utterances:
                 audio = (source, utterance.audio_path, utterance.offset, utterance.row)
                 if audio not in decoded:
                     decoded[audio] = audio_problem(utterance, source)
-                problem = decoded[audio] or (transcript_problem(utterance, source, collator) if training else None)
+                problem = decoded[audio] or (transcript_problem(utterance, source, collator) if collator else None)
                 if problem is not None:
                     bad.append((utterance, problem))
                 progress.advance(bar)
