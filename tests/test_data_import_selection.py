@@ -206,3 +206,16 @@ def test_a_run_resumes_with_another_num_workers_but_not_another_batch_size():
     check_output_dir(config.model_copy(update={"train": config.train.model_copy(update={"num_workers": 2})}), state)
     with pytest.raises(ConfigError, match=r"differs at: train.batch_size"):
         check_output_dir(config.model_copy(update={"train": config.train.model_copy(update={"batch_size": 3})}), state)
+
+
+def test_a_run_started_before_a_key_existed_resumes_with_that_key_at_its_default():
+    from clasr.experiment.checkpoint import RunState
+    from clasr.experiment.runner import check_output_dir
+
+    config = parse_config({"tasks": [{"name": "t", "data": "x", "train": {}, "test": {}}]})
+    older = config.to_plain()
+    del older["train"]["num_workers"], older["evaluation"]["engine"], older["guard"]  # keys added since
+    check_output_dir(config, RunState(rows=[{"row": 0}], config=older))
+    older["evaluation"]["engine"] = "torch"  # a key the run did set is compared as before
+    with pytest.raises(ConfigError, match=r"differs at: evaluation.engine"):
+        check_output_dir(config, RunState(rows=[{"row": 0}], config=older))

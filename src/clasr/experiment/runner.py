@@ -27,7 +27,7 @@ from clasr.experiment.checkpoint import RunState, commit, commit_bytes, load_sta
 from clasr.experiment.disk import model_bytes, require_free_space
 from clasr.experiment.lock import run_lock
 from clasr.experiment.screening import screen_sets
-from clasr.experiment.config import ConfigError, ExperimentConfig
+from clasr.experiment.config import ConfigError, ExperimentConfig, parse_config
 from clasr.experiment.sets import ExperimentSets, load_sets
 from clasr.guard import GuardedSet, Scorer, TaskGuard
 from clasr.models.errors import ModelError
@@ -58,16 +58,26 @@ def check_output_dir(config: ExperimentConfig, state: RunState) -> None:
 
     Only a directory with finished rows is bound to its config (``output_dir`` itself is
     not compared, so a moved directory still resumes); one where nothing was committed yet
-    is simply taken over by the new config.
+    is simply taken over by the new config. The stored config is read as the current code
+    reads it, so keys added to clasr since the run started count at their defaults.
     """
     if not state.rows_done:
         return
-    diff = [d for d in _differences(state.config, config.to_plain()) if d not in RESULT_NEUTRAL_KEYS]
+    diff = [d for d in _differences(_with_current_defaults(state.config), config.to_plain()) if d not in RESULT_NEUTRAL_KEYS]
     if diff:
         raise ConfigError(
             f"{config.output_dir} holds a run of a different config (differs at: {', '.join(diff)}); "
             "use another output_dir, or delete the directory to start over"
         )
+
+
+def _with_current_defaults(stored: dict) -> dict:
+    """A run's stored plain config with the keys it lacks at their current defaults (as stored,
+    if the current code no longer accepts it: then every difference shows)."""
+    try:
+        return parse_config(stored).to_plain()
+    except ConfigError:
+        return stored
 
 
 def check_same_data(state: RunState, fingerprints: dict[str, dict]) -> None:
