@@ -108,7 +108,7 @@ def foundation_row(source: Path, config: ExperimentConfig, fingerprints: dict[st
     other = load_state(source)
     if not other.rows_done:
         raise ConfigError(f"{source}: no finished foundation row to reuse")
-    diff = _differences(_foundation_inputs(other.config), _foundation_inputs(config.to_plain()))
+    diff = _differences(_foundation_inputs(_with_current_defaults(other.config)), _foundation_inputs(config.to_plain()))
     changed = [k for k, v in fingerprints.items() if not k.startswith(("train/", "guard/")) and other.data.get(k) != v]
     if diff or changed:
         raise ConfigError(
