@@ -142,13 +142,10 @@ def evaluate_row(
                 bundle,
                 eval_set.utterances,
                 eval_set.normalizer,
-                config.evaluation.batch_size,
-                config.evaluation.limits,
                 description=f"{name} {eval_set.key}",
                 language=eval_set.language,
                 metric=eval_set.metric,
-                engine=config.evaluation.engine,
-                compute_type=config.evaluation.compute_type,
+                **decoding_settings(config),
             )
         write_hypotheses(out / "hyps" / name / f"{eval_set.key.replace('/', '_')}.jsonl", result.rows)
         cells[eval_set.key] = result.summary()
@@ -228,6 +225,17 @@ def run_task(
     } | ({"guard": guard.facts()} if guard else {})
 
 
+def decoding_settings(config: ExperimentConfig) -> dict:
+    """The run's decoding settings, the same for the matrix's rows and the guard's checks."""
+    evaluation = config.evaluation
+    return {
+        "batch_size": evaluation.batch_size,
+        "limits": evaluation.limits,
+        "engine": evaluation.engine,
+        "compute_type": evaluation.compute_type,
+    }
+
+
 def guard_scorer(bundle: WhisperBundle, config: ExperimentConfig) -> Scorer:
     """The guard's WER of the model as it is now on a guarded set, decoded and scored as
     every evaluation set is (the run's evaluation settings)."""
@@ -237,12 +245,9 @@ def guard_scorer(bundle: WhisperBundle, config: ExperimentConfig) -> Scorer:
             bundle,
             guarded_set.utterances,
             guarded_set.normalizer,
-            config.evaluation.batch_size,
-            config.evaluation.limits,
             description=f"guard {guarded_set.name}",
             language=guarded_set.language,
-            engine=config.evaluation.engine,
-            compute_type=config.evaluation.compute_type,
+            **decoding_settings(config),
         ).score.wer
 
     return score
