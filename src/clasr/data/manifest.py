@@ -193,6 +193,12 @@ class Selection(BaseModel):
         return self
 
 
+def count_by_reason(bad_rows: list[BadRow]) -> dict[str, int]:
+    """Number of ``bad_rows`` per reason, for the reasons that occur, in BAD_ROW_REASONS order."""
+    counts = Counter(bad.reason for bad in bad_rows)
+    return {reason: counts[reason] for reason in BAD_ROW_REASONS if counts[reason]}
+
+
 @dataclass
 class ManifestReport:
     """Where every manifest row went: ``rows`` = ``kept`` + bad rows + sum of ``filtered``.
@@ -209,8 +215,7 @@ class ManifestReport:
 
     def bad_counts(self) -> dict[str, int]:
         """Number of bad rows per reason, for the reasons that occur."""
-        counts = Counter(bad.reason for bad in self.bad_rows)
-        return {reason: counts[reason] for reason in BAD_ROW_REASONS if counts[reason]}
+        return count_by_reason(self.bad_rows)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""

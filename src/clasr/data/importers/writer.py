@@ -19,7 +19,6 @@ import errno
 import json
 import os
 import shutil
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -31,7 +30,6 @@ from clasr.atomic import atomic_path
 from clasr.data.audio import TARGET_SAMPLE_RATE, AudioError, load_audio, probe_audio
 from clasr.data.importers.rows import SourceRow
 from clasr.data.manifest import (
-    BAD_ROW_REASONS,
     BAD_SEGMENT,
     EMPTY_AUDIO,
     EMPTY_TEXT,
@@ -41,6 +39,7 @@ from clasr.data.manifest import (
     UNREADABLE_AUDIO,
     BadRow,
     DataError,
+    count_by_reason,
     segment_length,
 )
 
@@ -63,8 +62,7 @@ class ImportReport:
 
     def bad_counts(self) -> dict[str, int]:
         """Number of bad rows per reason, for the reasons that occur."""
-        counts = Counter(bad.reason for bad in self.bad_rows)
-        return {reason: counts[reason] for reason in BAD_ROW_REASONS if counts[reason]}
+        return count_by_reason(self.bad_rows)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
