@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import ContextManager, Iterator, Sequence
+from typing import ClassVar, ContextManager, Iterator, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -25,12 +25,20 @@ from clasr.data.manifest import Utterance
 
 class StrategySettings(BaseModel):
     """Base of every strategy's config: a ``name`` literal (the discriminator), its options
-    (unknown keys are errors), and ``build()``, the strategy object it configures."""
+    (unknown keys are errors), and ``build()``, the strategy object it configures.
+
+    ``strategy`` is the class that reads these settings; it is filled in once, when that class
+    declares them (``class FineTune(Strategy, settings=FineTuneConfig)``), so no config repeats
+    a ``build()`` of its own."""
 
     model_config = ConfigDict(extra="forbid")
+    strategy: ClassVar[type["Strategy"] | None] = None
 
     def build(self) -> "Strategy":
-        raise NotImplementedError
+        if self.strategy is None:
+            raise TypeError(f"{type(self).__name__} names no strategy: declare one with "
+                            f"class MyStrategy(Strategy, settings={type(self).__name__})")
+        return self.strategy(self)
 
 
 @dataclass
@@ -49,7 +57,20 @@ class TaskContext:
 
 
 class Strategy:
-    """Base class: plain sequential fine-tuning (every hook does nothing)."""
+    """Base class: plain sequential fine-tuning (every hook does nothing).
+
+    A subclass names the settings it is built from, which registers it with them::
+
+        class FineTune(Strategy, settings=FineTuneConfig):
+            def __init__(self, config: FineTuneConfig): ...
+    """
+
+    def __init_subclass__(cls, settings: type[StrategySettings] | None = None, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if settings is not None:
+            if settings.strategy is not None:
+                raise TypeError(f"{settings.__name__} is already built by {settings.strategy.__name__}")
+            settings.strategy = cls
 
     def before_task(self, model: torch.nn.Module, task: TaskContext) -> None:
         """Called with θ_{t−1} before training on ``task``."""

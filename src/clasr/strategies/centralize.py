@@ -41,11 +41,8 @@ class CentralizeConfig(StrategySettings):
     name: Literal["centralize"] = "centralize"
     every: int = Field(2, ge=1, description="K: tasks per centralization")
 
-    def build(self) -> "Centralization":
-        return Centralization(self)
 
-
-class Centralization(Strategy):
+class Centralization(Strategy, settings=CentralizeConfig):
     """Per-task adapters from a frozen base; their updates averaged into the base every K tasks."""
 
     def __init__(self, config: CentralizeConfig):

@@ -63,9 +63,6 @@ class EWCConfig(StrategySettings):
     fisher: Literal["empirical", "sampled"] = "empirical"
     fisher_utterances: int = Field(64, ge=1, description="training utterances (batches of one) behind F_t")
 
-    def build(self) -> "ElasticWeightConsolidation":
-        return ElasticWeightConsolidation(self)
-
 
 def diagonal_fisher(params: dict[str, torch.Tensor], examples: Iterable[ExampleLoss]) -> dict[str, torch.Tensor]:
     """F = Σ_n (∂ℓ_n/∂θ)² / Σ_n M_n over ``examples`` returning (ℓ_n, M_n); ``.grad`` is untouched."""
@@ -135,7 +132,7 @@ def whisper_examples(
     return (partial(example, i) for i in chosen)
 
 
-class ElasticWeightConsolidation(Strategy):
+class ElasticWeightConsolidation(Strategy, settings=EWCConfig):
     """Online EWC: a quadratic pull towards θ_{t−1}, weighted by the accumulated diagonal Fisher."""
 
     def __init__(self, config: EWCConfig):

@@ -26,9 +26,6 @@ class FrozenPartConfig(StrategySettings):
     name: Literal["frozen"] = "frozen"
     part: Literal["encoder", "decoder"] = Field("encoder", description="the part that is trained; the other is frozen")
 
-    def build(self) -> "FrozenPart":
-        return FrozenPart(self)
-
 
 def frozen_modules(model: torch.nn.Module, part: str) -> list[torch.nn.Module]:
     """The modules of a Whisper model that stay fixed when ``part`` is trained."""
@@ -38,7 +35,7 @@ def frozen_modules(model: torch.nn.Module, part: str) -> list[torch.nn.Module]:
     return [encoder]
 
 
-class FrozenPart(Strategy):
+class FrozenPart(Strategy, settings=FrozenPartConfig):
     """Fine-tune one part of the model, the other frozen."""
 
     def __init__(self, config: FrozenPartConfig):

@@ -10,11 +10,8 @@ from clasr.strategies.base import Strategy, StrategySettings
 class FineTuneConfig(StrategySettings):
     name: Literal["ft"] = "ft"
 
-    def build(self) -> "FineTune":
-        return FineTune(self)
 
-
-class FineTune(Strategy):
+class FineTune(Strategy, settings=FineTuneConfig):
     """Sequential fine-tuning: the fine-tuned model of each task is deployed as it is."""
 
     def __init__(self, config: FineTuneConfig):

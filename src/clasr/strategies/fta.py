@@ -27,9 +27,6 @@ class FineTuneAverageConfig(StrategySettings):
     alpha: float | None = Field(None, gt=0, le=1, description="fixed α for every task; null = running average")
     count_foundation: bool = Field(True, description="running average counts the foundation model (α_t = 1/(t+1))")
 
-    def build(self) -> "FineTuneAverage":
-        return FineTuneAverage(self)
-
 
 def averaging_weight(config: FineTuneAverageConfig, task_index: int) -> float:
     """α_t for task ``task_index`` (1-based)."""
@@ -38,7 +35,7 @@ def averaging_weight(config: FineTuneAverageConfig, task_index: int) -> float:
     return 1.0 / (task_index + 1 if config.count_foundation else task_index)
 
 
-class FineTuneAverage(Strategy):
+class FineTuneAverage(Strategy, settings=FineTuneAverageConfig):
     """Fine-tune on each task, then average with the previous model."""
 
     def __init__(self, config: FineTuneAverageConfig):

@@ -58,9 +58,6 @@ class IHRConfig(StrategySettings):
     cg_tolerance: float = Field(1e-6, gt=0, description="relative residual at which CG stops (past: exact)")
     cg_max_iterations: int = Field(200, ge=1)
 
-    def build(self) -> "InverseHessianRegularization":
-        return InverseHessianRegularization(self)
-
 
 def conjugate_gradient(
     factors: list[tuple[torch.Tensor, torch.Tensor]], dW: torch.Tensor, damping: float,
@@ -111,7 +108,7 @@ def rescale(X: torch.Tensor, dW: torch.Tensor, alpha: float) -> torch.Tensor:
     return X * (alpha * float(dW.norm()) / norm_x) if norm_x > 0 else X
 
 
-class InverseHessianRegularization(Strategy):
+class InverseHessianRegularization(Strategy, settings=IHRConfig):
     """IHR merging after every task, with the K-FAC factors of past tasks."""
 
     def __init__(self, config: IHRConfig):

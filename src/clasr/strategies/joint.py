@@ -26,16 +26,13 @@ from clasr.strategies.replay import stored_facts
 class JointConfig(StrategySettings):
     name: Literal["joint"] = "joint"
 
-    def build(self) -> "JointTraining":
-        return JointTraining(self)
-
 
 def all_tasks_so_far(task: TaskContext) -> list[Utterance]:
     """The training sets of tasks 1..t, oldest first."""
     return [u for _, utterances in task.earlier_tasks for u in utterances] + list(task.train_utterances)
 
 
-class JointTraining(Strategy):
+class JointTraining(Strategy, settings=JointConfig):
     """Train each task on the union of all training sets so far."""
 
     def __init__(self, config: JointConfig):

@@ -36,9 +36,6 @@ class LwFConfig(StrategySettings):
     temperature: float = Field(2.0, gt=0, description="T, softens both distributions")
     from_first_task: bool = Field(True, description="task 1 distils from the foundation model too")
 
-    def build(self) -> "LearningWithoutForgetting":
-        return LearningWithoutForgetting(self)
-
 
 def distillation_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float
@@ -51,7 +48,7 @@ def distillation_loss(
     return temperature**2 * kl
 
 
-class LearningWithoutForgetting(Strategy):
+class LearningWithoutForgetting(Strategy, settings=LwFConfig):
     """Distil the previous model's decoder distribution on the new task's data."""
 
     def __init__(self, config: LwFConfig):

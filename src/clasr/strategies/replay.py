@@ -38,9 +38,6 @@ class ExperienceReplayConfig(StrategySettings):
     name: Literal["er"] = "er"
     memory_size: int = Field(200, ge=1, description="utterances kept from the finished tasks")
 
-    def build(self) -> "ExperienceReplay":
-        return ExperienceReplay(self)
-
 
 def reservoir_sample(
     memory: list[Item], seen: int, stream: Iterable[Item], capacity: int, rng: random.Random
@@ -63,7 +60,7 @@ def stored_facts(utterances: Sequence[Utterance]) -> dict:
     return {"stored_utterances": len(utterances), "stored_audio_seconds": round(sum(u.duration for u in utterances), 2)}
 
 
-class ExperienceReplay(Strategy):
+class ExperienceReplay(Strategy, settings=ExperienceReplayConfig):
     """Train on each task together with a reservoir-sampled memory of the earlier ones."""
 
     def __init__(self, config: ExperienceReplayConfig):

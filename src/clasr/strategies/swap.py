@@ -33,11 +33,8 @@ _SEPARATOR = "@"  # task names never contain it (config pattern [A-Za-z0-9_.-]),
 class AdapterSwapConfig(StrategySettings):
     name: Literal["swap"] = "swap"
 
-    def build(self) -> "AdapterSwap":
-        return AdapterSwap(self)
 
-
-class AdapterSwap(Strategy):
+class AdapterSwap(Strategy, settings=AdapterSwapConfig):
     """Per-task updates from a fixed base, applied only to their own task's sets."""
 
     def __init__(self, config: AdapterSwapConfig):
