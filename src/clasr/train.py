@@ -31,6 +31,7 @@ from transformers import get_scheduler
 
 from clasr.data.batching import IGNORE_INDEX, SpeechBatch, SpeechCollator, batch_stream, duration_batches
 from clasr.data.manifest import Utterance
+from clasr.precision import BF16Setting, use_bf16
 from clasr.progress import progress_bar
 
 CONSECUTIVE_BAD_STEPS = 3  # in skip mode, this many bad steps in a row is divergence, not one bad batch
@@ -52,7 +53,10 @@ class TrainConfig(BaseModel):
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    bf16: bool = Field(False, description="bf16 autocast for forward/backward; weights stay float32")
+    bf16: BF16Setting = Field(
+        False, description="bf16 autocast for forward/backward (weights stay float32); 'auto': on only where the "
+        "device has native bf16 (CUDA compute capability ≥ 8.0, CPUs with AVX512-BF16 or AMX), where it is faster"
+    )
     num_workers: int = Field(
         0, ge=0, description="DataLoader worker processes decoding audio ahead of training (0: in the training process); "
         "the batches are the same either way"
@@ -259,7 +263,7 @@ def _backward(
     synchronised across processes only when ``sync`` (the step's last batch). Returns the
     loss and what makes it unusable (see :func:`_loss_problem`), if anything."""
     with accelerator.no_sync(wrapped) if not sync else nullcontext():
-        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=config.bf16):
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=use_bf16(config.bf16, accelerator.device)):
             logits = wrapped(
                 input_features=batch.input_features, decoder_input_ids=batch.decoder_input_ids, use_cache=False
             ).logits

@@ -76,6 +76,6 @@ DEMO_STRATEGIES = ("ft", "fta", "ihr")
 DEMO_EXPERIMENT = {  # learning rate: the better of 1e-5 and 3e-5 on every domain's dev split
     "seed": 0,
     "model": {"name": "tiny.en", "window_seconds": 8},
-    "train": {"learning_rate": 3.0e-5, "epochs": 2, "batch_size": 8, "warmup_ratio": 0.1, "bf16": True},
+    "train": {"learning_rate": 3.0e-5, "epochs": 2, "batch_size": 8, "warmup_ratio": 0.1, "bf16": "auto"},
     "evaluation": {"batch_size": 16},
 }

@@ -19,6 +19,7 @@ from clasr.bench.spec import BenchmarkSpec
 from clasr.experiment.config import ExperimentConfig, parse_config
 from clasr.experiment.runner import run_experiment
 from clasr.experiment.seeds import run_seeds
+from clasr.precision import describe_bf16
 from clasr.progress import console
 from clasr.report.comparison import RunSummary, comparison_markdown, read_run
 from clasr.report.paired import paired_markdown, paired_results
@@ -154,5 +155,5 @@ def _settings_line(settings: dict) -> str:
         f"Model {model['name']}, encoder window {model['window_seconds']:g} s (Whisper's own is 30 s; a shorter "
         "one handicaps the foundation model on real speech, and any fine-tuning first recovers that, which "
         f"hides forgetting of the real set); learning rate {train['learning_rate']:g}, {train['epochs']} epochs, "
-        f"batch {train['batch_size']}, bf16 autocast {'on' if train.get('bf16') else 'off'}."
+        f"batch {train['batch_size']}, bf16 autocast {describe_bf16(train.get('bf16', False))}."
     )

@@ -38,6 +38,7 @@ from pydantic import Field
 from clasr.curvature.damping import EigenInverse, damped_solve, mean_eigenvalue, pi_damping, psd_projection
 from clasr.curvature.kfac import KFACFactors, collect_kfac, whisper_linear_layers
 from clasr.data.batching import make_loader
+from clasr.precision import BF16Setting, use_bf16
 from clasr.strategies.base import Strategy, StrategySettings, TaskContext, trainable_snapshot
 
 
@@ -52,8 +53,9 @@ class IHRConfig(StrategySettings):
         4, ge=1, description="training batches used to collect a task's factors (4 and 8 gave identical dev WER)"
     )
     curvature_batch_size: int = Field(8, ge=1)
-    curvature_bf16: bool = Field(
-        True, description="collect factors under bfloat16 autocast (1.7× faster on CPU; factors within ~4 % of fp32)"
+    curvature_bf16: BF16Setting = Field(
+        "auto", description="collect factors under bfloat16 autocast (1.7× faster on a CPU with native bf16; factors "
+        "within ~4 % of fp32); 'auto': only where the device has native bf16 (clasr.precision)"
     )
     cg_tolerance: float = Field(1e-6, gt=0, description="relative residual at which CG stops (past: exact)")
     cg_max_iterations: int = Field(200, ge=1)
@@ -172,7 +174,7 @@ class InverseHessianRegularization(Strategy, settings=IHRConfig):
         )
         return collect_kfac(
             model, loader, fisher=self.config.fisher, max_batches=self.config.curvature_batches, seed=task.seed,
-            bf16=self.config.curvature_bf16,
+            bf16=use_bf16(self.config.curvature_bf16, next(model.parameters()).device),
         )
 
     def _remember(self, factors: KFACFactors) -> None:

@@ -1,0 +1,40 @@
+"""Whether bf16 autocast pays on the device at hand (the ``train.bf16: auto`` setting).
+
+bf16 autocast halves activation memory and is faster only where the hardware multiplies
+bfloat16 natively: CUDA GPUs of compute capability 8.0 and later, and CPUs with AVX512-BF16
+or AMX. Elsewhere PyTorch emulates it, and it is slower than float32 — on an AVX2-only AMD
+EPYC, a bf16 matmul measured 5.3× slower than the float32 one (docs/benchmarks.md).
+``auto`` turns it on only where it is native, so one config is fast on both.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import torch
+
+BF16Setting = Union[bool, Literal["auto"]]
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True where ``device`` multiplies bfloat16 in hardware."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
+def use_bf16(setting: BF16Setting, device: torch.device) -> bool:
+    """The autocast decision for a ``bf16`` setting: ``True``/``False`` as given, ``"auto"``
+    on where bf16 is native to ``device`` (:func:`native_bf16`)."""
+    return native_bf16(device) if setting == "auto" else bool(setting)
+
+
+def describe_bf16(setting: BF16Setting) -> str:
+    """``on``/``off``, or for ``auto`` what it resolves to on this machine's default device
+    (the one Accelerate trains on), for reports."""
+    if setting != "auto":
+        return "on" if setting else "off"
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return f"auto, {'on' if native_bf16(device) else 'off'} here ({device.type} {'with' if native_bf16(device) else 'without'} native bf16)"
