@@ -83,6 +83,10 @@ class Strategy:
         """A term added to the cross-entropy of every training batch (None: nothing)."""
         return None
 
+    def adapters_trained(self, model: torch.nn.Module, task: TaskContext) -> None:
+        """With an ``adapter:`` section only: called after training on ``task``, while the
+        trained adapters are still in the model, unmerged (e.g. to read their factors)."""
+
     def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
         """Called with θ̃_t (the fine-tuned model); turns it into θ_t in place. Returns facts to record."""
         return {}
