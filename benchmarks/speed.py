@@ -25,7 +25,7 @@ from pydantic import TypeAdapter
 
 from clasr.adapters import AdapterConfig, AdapterSettings, count_trainable
 from clasr.adapters import extra_loss as adapter_extra_loss
-from clasr.adapters.session import task_adapters
+from clasr.adapters.session import task_adapters, training_set
 from clasr.data.batching import SpeechCollator
 from clasr.data.manifest import Selection, read_dataset
 from clasr.evaluate import transcribe
@@ -59,7 +59,8 @@ def adapter_step(
 ) -> tuple[int, float]:
     """(trainable parameters, median bf16 seconds per step) with ``adapter`` injected."""
     bundle = load_whisper(model_name)
-    with task_adapters(bundle.model, adapter, n_train=len(utterances)):
+    collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
+    with task_adapters(bundle.model, adapter, training_set(utterances, collator)):
         trainable = count_trainable(bundle.model)
         seconds = _median_step(
             bundle, utterances, steps, True, lambda model, batch, logits: adapter_extra_loss(model), batch_size

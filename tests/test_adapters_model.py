@@ -11,7 +11,6 @@ from torch import nn
 
 from clasr.adapters import (
     AdapterConfig,
-    BLoRALinear,
     TargetConfig,
     adapter_modules,
     adapter_state_dict,
@@ -28,6 +27,7 @@ from clasr.adapters import (
     unmerge_all,
     update_sparsity,
 )
+from clasr.adapters.base import TrainingSet
 from clasr.adapters.blora import posterior_mean_sparsity
 
 parse = TypeAdapter(AdapterConfig).validate_python
@@ -84,8 +84,7 @@ def train_steps(model, steps: int = 3) -> None:
 
 def set_n_train(model) -> None:
     for adapter in adapter_modules(model).values():
-        if isinstance(adapter, BLoRALinear):
-            adapter.n_train = 50
+        adapter.prepare(TrainingSet(utterances=5, target_tokens=50))
 
 
 @pytest.mark.parametrize("preset", PRESET_COUNTS)
@@ -214,7 +213,7 @@ def test_save_load_round_trip(tiny_bundle, tmp_path, spec):
 
 def test_blora_kl_and_sparsity_in_model(model):
     inject_adapters(model, parse({"type": "blora", "r": 2, "beta": 2.0, "targets": {"preset": "attention_qv"}}))
-    with pytest.raises(RuntimeError, match="n_train"):
+    with pytest.raises(RuntimeError, match="prepare"):
         extra_loss(model)
     set_n_train(model)
     adapters = adapter_modules(model).values()

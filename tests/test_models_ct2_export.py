@@ -73,12 +73,13 @@ def test_adapted_layers_export_their_adapted_weight() -> None:
     from pydantic import TypeAdapter
 
     from clasr.adapters import AdapterConfig
+    from clasr.adapters.base import TrainingSet
     from clasr.adapters.session import task_adapters
 
     bundle = tiny_random_whisper(seed=1)
     plain = ct2_whisper_model(bundle.model)
     settings = TypeAdapter(AdapterConfig).validate_python({"type": "lora", "r": 4, "alpha": 8.0})
-    with task_adapters(bundle.model, settings, n_train=4):
+    with task_adapters(bundle.model, settings, TrainingSet(utterances=4, target_tokens=40)):
         nudge(bundle.model, seed=3)  # B leaves zero, so W' ≠ W
         adapted = ct2_whisper_model(bundle.model)
     merged = ct2_whisper_model(bundle.model)

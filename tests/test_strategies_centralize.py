@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from clasr.adapters import LoRAConfig, adapter_modules
+from clasr.adapters.base import TrainingSet
 from clasr.adapters.session import task_adapters
 from clasr.models.whisper import tiny_random_whisper
 from clasr.strategies.base import TaskContext
@@ -23,7 +24,7 @@ def _train_adapter(model, seed):
     """Inject LoRA, set its factors to seeded random values (stand-in for training), merge and remove.
     Returns the factors (B, A) and the scale of the q_proj adapter."""
     config = LoRAConfig(type="lora", r=2, alpha=4.0)
-    with task_adapters(model, config, n_train=1) as facts:
+    with task_adapters(model, config, TrainingSet(utterances=1, target_tokens=10)) as facts:
         adapter = adapter_modules(model)[LAYER]
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():

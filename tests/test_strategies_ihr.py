@@ -4,10 +4,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clasr.curvature.damping import EigenInverse, psd_projection
+from clasr.curvature.damping import kronecker_damping
+from clasr.curvature.solve import EigenInverse, conjugate_gradient, psd_projection
 from clasr.models.whisper import tiny_random_whisper
 from clasr.strategies.base import TaskContext
-from clasr.strategies.ihr import IHRConfig, InverseHessianRegularization, conjugate_gradient, rescale
+from clasr.strategies.ihr import IHRConfig, InverseHessianRegularization, rescale
 from conftest import nudge, toy_task
 
 
@@ -41,8 +42,7 @@ def test_exact_mode_solves_the_sum_of_kronecker_products():
     factors = [(_spd(5, rng), _spd(4, rng)) for _ in range(3)]
     dW = torch.tensor(rng.standard_normal((4, 5)))
     damping = 1e-3
-    summed = EigenInverse(sum(A for A, _ in factors), sum(G for _, G in factors))
-    X, residual = conjugate_gradient(factors, dW, damping, summed, 1e-10, 200)
+    X, residual = conjugate_gradient(factors, dW, damping, 1e-10, 200)
     assert residual <= 1e-6
     operator = sum(np.kron(A_d, G_d) for A_d, G_d in (_damped(A, G, damping) for A, G in factors))
     expected = np.linalg.solve(operator, _vec(dW).numpy()).reshape(5, 4).T
@@ -52,7 +52,8 @@ def test_exact_mode_solves_the_sum_of_kronecker_products():
 def test_exact_mode_converges_when_round_off_makes_a_factor_indefinite():
     """Low-rank factors with negative eigenvalues larger than the damping (as bf16 products
     once produced on real Whisper layers) must not make CG diverge: factors are projected
-    onto the PSD cone first, so the solution is that of the projected factors."""
+    onto the PSD cone first (damped by the one rule, from the factors' own traces), so the
+    solution is that of the projected factors."""
     rng = np.random.default_rng(3)
     clean = [(_spd(6, rng, 2), _spd(5, rng, 1)) for _ in range(2)]
     noisy = []
@@ -61,12 +62,16 @@ def test_exact_mode_converges_when_round_off_makes_a_factor_indefinite():
         noisy.append((A + 0.05 * (noise_a + noise_a.T), G + 0.05 * float(G.diagonal().mean()) * (noise_g + noise_g.T)))
     assert min(float(torch.linalg.eigvalsh(G).min()) for _, G in noisy) < -0.01
     dW = torch.tensor(rng.standard_normal((5, 6)))
-    summed = EigenInverse(sum(A for A, _ in noisy), sum(G for _, G in noisy))
-    X, residual = conjugate_gradient(noisy, dW, 1e-3, summed, 1e-10, 300)
+    X, residual = conjugate_gradient(noisy, dW, 1e-3, 1e-10, 300)
     assert residual <= 1e-6
-    projected = [(psd_projection(A), psd_projection(G)) for A, G in noisy]
-    reference, _ = conjugate_gradient(projected, dW, 1e-3, summed, 1e-10, 300)
-    assert torch.allclose(X, reference, rtol=1e-6, atol=1e-9)
+    operator = 0
+    for A, G in noisy:
+        lam_a, lam_g = kronecker_damping(A, G, 1e-3)
+        A_d = psd_projection(A).numpy() + lam_a * np.eye(6)
+        G_d = psd_projection(G).numpy() + lam_g * np.eye(5)
+        operator = operator + np.kron(A_d, G_d)
+    expected = np.linalg.solve(operator, _vec(dW).numpy()).reshape(6, 5).T
+    assert np.allclose(X.numpy(), expected, rtol=1e-6, atol=1e-9)
 
 
 @settings(max_examples=30, deadline=None)
@@ -80,9 +85,8 @@ def test_singular_factors_never_give_non_finite_updates(rank_a, rank_g, scale, d
     rng = np.random.default_rng(rank_a * 7 + rank_g)
     make = lambda n, r: scale * (_spd(n, rng, r) if r else torch.zeros(n, n, dtype=torch.float64))  # noqa: E731
     factors = [(make(3, rank_a), make(4, rank_g)), (make(3, rank_a), make(4, rank_g))]
-    summed = EigenInverse(sum(A for A, _ in factors), sum(G for _, G in factors))
     dW = torch.tensor(rng.standard_normal((4, 3)))
-    X, residual = conjugate_gradient(factors, dW, damping, summed, 1e-8, 50)
+    X, residual = conjugate_gradient(factors, dW, damping, 1e-8, 50)
     assert torch.isfinite(X).all() and np.isfinite(residual)
     assert torch.isfinite(rescale(X, dW, 1.0)).all()
 
@@ -154,8 +158,8 @@ def test_past_modes_keep_the_right_factors_and_survive_a_resume(setting, past, k
 
 def test_with_an_adapter_the_correction_applies_to_the_merged_update(setting):
     from clasr.adapters import LoRAConfig, adapter_modules
-    from clasr.adapters.session import task_adapters
-    from clasr.curvature.damping import damped_solve
+    from clasr.adapters.session import task_adapters, training_set
+    from clasr.curvature.solve import damped_solve
 
     model = tiny_random_whisper(seed=4).model
     config = IHRConfig(curvature_batches=1)
@@ -167,7 +171,7 @@ def test_with_an_adapter_the_correction_applies_to_the_merged_update(setting):
     strategy.before_task(model, task)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     generator = torch.Generator().manual_seed(0)
-    with task_adapters(model, LoRAConfig(type="lora", r=2), n_train=len(utts)):
+    with task_adapters(model, LoRAConfig(type="lora", r=2), training_set(utts, collator)):
         for adapter in adapter_modules(model).values():  # stand-in for training: B moves off zero
             adapter.lora_B.data.copy_(0.1 * torch.randn(adapter.lora_B.shape, generator=generator))
     merged = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -1,8 +1,9 @@
 """Parameter-efficient adapters for Linear layers: LoRA, DoRA, PiSSA, SSVD, SSVD-O, BLoRA.
 
 ``AdapterConfig`` is the validated ``adapter:`` section of an experiment (discriminated by
-``type``); ``inject_adapters(model, config)`` wraps the selected layers. See
-:mod:`clasr.adapters.base` for the interface every adapter shares.
+``type``; each config names the layer it builds in its class variable ``module``);
+``inject_adapters(model, config)`` wraps the selected layers. See :mod:`clasr.adapters.base`
+for the interface every adapter shares.
 """
 
 from __future__ import annotations
@@ -38,17 +39,8 @@ AdapterConfig = Annotated[
     Union[LoRAConfig, DoRAConfig, PiSSAConfig, SSVDConfig, SSVDOConfig, BLoRAConfig], Field(discriminator="type")
 ]
 
-ADAPTERS: dict[str, type[AdapterLinear]] = {
-    "lora": LoRALinear,
-    "dora": DoRALinear,
-    "pissa": PiSSALinear,
-    "ssvd": SSVDLinear,
-    "ssvd_o": SSVDLinear,
-    "blora": BLoRALinear,
-}
-
 __all__ = [
-    "ADAPTERS", "PRESETS", "AdapterConfig", "AdapterLinear", "AdapterSettings", "BLoRAConfig", "BLoRALinear",
+    "PRESETS", "AdapterConfig", "AdapterLinear", "AdapterSettings", "BLoRAConfig", "BLoRALinear",
     "DoRAConfig", "DoRALinear", "LoRAConfig", "LoRALinear", "PiSSAConfig", "PiSSALinear", "SSVDConfig",
     "SSVDLinear", "SSVDOConfig", "TargetConfig", "adapter_modules", "adapter_state_dict", "count_trainable",
     "delta_weights", "extra_loss", "inject_adapters", "load_adapter_state_dict", "load_adapters", "merge_all",

@@ -10,12 +10,21 @@ Merging writes W' into ``base.weight`` and keeps a copy of W, so ``forward`` is 
 plain layer's and ``unmerge`` puts W back bit for bit (no subtraction, so no rounding and no
 corruption of the frozen weight). Merging a merged adapter or unmerging an unmerged one is
 an error (``RuntimeError``): it always points at a bookkeeping mistake.
+
+What differs between adapters beyond the layer itself lives on the adapter class, so the code
+that runs a task never asks which adapter it holds: :meth:`AdapterLinear.prepare` (told the
+task's training-set size before training; BLoRA scales its KL by it),
+:meth:`AdapterLinear.task_facts` (facts recorded with the task; BLoRA's sparsity) and
+``peft_exportable`` (has a PEFT LoRA format). Each settings class names the layer it builds
+in its class variable ``module``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,10 +33,19 @@ from torch import Tensor, nn
 from clasr.adapters.targets import TargetConfig
 
 
+@dataclass(frozen=True)
+class TrainingSet:
+    """What an adapter is told about the task it is about to train on."""
+
+    utterances: int
+    target_tokens: int  # scored decoder positions: each transcript's tokens plus its end token
+
+
 class AdapterLinear(nn.Module, ABC):
     """A frozen ``nn.Linear`` (``self.base``) with a trainable weight update."""
 
     kind: str = ""
+    peft_exportable: ClassVar[bool] = False  # saved in PEFT's LoRA format too (clasr.adapters.peft_export)
 
     def __init__(self, base: nn.Linear):
         super().__init__()
@@ -102,9 +120,18 @@ class AdapterLinear(nn.Module, ABC):
     def num_trainable(self) -> int:
         return sum(p.numel() for p in self.trainable_parameters())
 
+    def prepare(self, training: TrainingSet) -> None:
+        """Called once before the task's training starts (default: nothing to prepare)."""
+
     def extra_loss(self) -> Tensor | None:
         """A term to add to the training loss (BLoRA's scaled KL); ``None`` for the others."""
         return None
+
+    @classmethod
+    def task_facts(cls, layers: Sequence["AdapterLinear"]) -> dict[str, Any]:
+        """Facts about a task's trained adapters of this class, recorded with the task's row
+        (default: none)."""
+        return {}
 
     def describe(self) -> dict[str, Any]:
         """The adapter's type, shape and trainable-parameter count (subclasses add their settings)."""
@@ -120,6 +147,7 @@ class AdapterSettings(BaseModel, ABC):
     model_config = ConfigDict(extra="forbid")
 
     targets: TargetConfig = Field(default_factory=TargetConfig)
+    module: ClassVar[type[AdapterLinear]]  # the adapter layer these settings build
 
     @abstractmethod
     def build(self, linear: nn.Linear) -> AdapterLinear:

@@ -4,8 +4,19 @@ The factors of the LoRA update W' = W + s·BA are random, with factorised poster
 zero-mean prior that is concentrated near zero:
 
     q(A) = Π N(A_ij | μ^A_ij, (σ^A_ij)²),   q(B) likewise,   p(A) = p(B) = Π N(0, σ_p²)
-    loss = NLL + β · KL(q ‖ p) / N_train
     KL(q ‖ p) = Σ_entries [ log(σ_p / σ) + (σ² + μ²) / (2 σ_p²) − 1/2 ]      (closed form)
+
+The ELBO's scale. The negative ELBO of a training set of N utterances with T target tokens is
+−ELBO = Σ_n Σ_i −log p(y_n,i | x_n, y_n,<i) + KL(q ‖ p). The training loop minimises the
+per-token *mean* cross-entropy, i.e. the likelihood term divided by T, so the ELBO with the
+same likelihood is −ELBO / T:
+
+    loss = CE_mean + β · KL(q ‖ p) / T          (``kl_scale: tokens``, the default)
+
+β is the explicit knob (β = 1: the ELBO). ``kl_scale: utterances`` divides by N instead — the
+scale clasr used before issue 14: with a per-token mean likelihood it makes the prior T/N
+times stronger than the ELBO's (≈ 10–20× on short utterances), kept to reproduce earlier runs.
+T counts what the loss scores: each transcript's tokens plus its end token (not the prompt).
 
 Each entry has a mean and a log-standard-deviation parameter. In training mode every
 forward pass draws one reparameterised sample A = μ^A + σ^A ⊙ ε, B = μ^B + σ^B ⊙ ε
@@ -18,12 +29,11 @@ layer's; a training-mode sample of B is not zero, so training-mode outputs start
 not at, the pretrained function.
 
 Defaults, chosen on the built-in benchmark's dev splits (tiny.en, r 8, lr 3e-3, ~100
-training utterances per task): σ_p = 1, β = 1. The paper's "prior near zero" stops learning
-at this scale: the mean term μ²/(2σ_p²)·β/N of the KL pulls μ^A to zero before B grows
-(σ_p = 1e-3 or 1e-2: nothing learned, every ΔW entry below 1e-3); σ_p = 0.1 forgets less
-than LoRA but learns far less; σ_p = 1 learns almost as much as LoRA. ``n_train`` (the
-number of training examples) must be set by the caller before :meth:`extra_loss` is used;
-both it and ``beta`` are plain attributes.
+training utterances per task) under the old ``utterances`` scale: σ_p = 1, β = 1; there the
+paper's "prior near zero" stopped learning (the mean term μ²/(2σ_p²)·β/N pulled μ^A to zero
+before B grew). docs/benchmarks.md records the sweep under the ELBO's scale.
+:meth:`prepare` (called with the task's training-set size before training) sets
+``kl_divisor`` (T or N); :meth:`extra_loss` refuses to run without it.
 """
 
 from __future__ import annotations
@@ -37,8 +47,11 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from clasr.adapters.base import AdapterLinear, AdapterSettings
+from clasr.adapters.base import AdapterLinear, AdapterSettings, TrainingSet
 from clasr.adapters.lora import check_rank, init_lora_a, lora_scaling
+
+
+KLScale = Literal["tokens", "utterances"]
 
 
 def gaussian_kl(mean: Tensor, log_std: Tensor, prior_std: float) -> Tensor:
@@ -53,11 +66,12 @@ class BLoRALinear(AdapterLinear):
     kind = "blora"
 
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0, prior_std: float = 1.0,
-                 init_std: float = 1e-3, beta: float = 1.0, n_train: int | None = None):
+                 init_std: float = 1e-3, beta: float = 1.0, kl_scale: KLScale = "tokens"):
         super().__init__(base)
         check_rank(r, base)
         self.r, self.alpha, self.scaling = r, alpha, lora_scaling(r, alpha, rslora=False)
-        self.prior_std, self.beta, self.n_train = prior_std, beta, n_train
+        self.prior_std, self.beta, self.kl_scale = prior_std, beta, kl_scale
+        self.kl_divisor: int | None = None  # T or N of the task's training set, set by prepare()
         log_std = math.log(init_std)
         like = dict(dtype=base.weight.dtype, device=base.weight.device)
         self.mu_A = nn.Parameter(torch.empty(r, base.in_features, **like))
@@ -86,28 +100,46 @@ class BLoRALinear(AdapterLinear):
         return (gaussian_kl(self.mu_A, self.log_std_A, self.prior_std)
                 + gaussian_kl(self.mu_B, self.log_std_B, self.prior_std))
 
+    def prepare(self, training: TrainingSet) -> None:
+        """The KL's divisor for this task: its target tokens T (``tokens``) or utterances N."""
+        divisor = training.target_tokens if self.kl_scale == "tokens" else training.utterances
+        if divisor < 1:
+            raise ValueError(f"BLoRA needs a non-empty training set, got {training}")
+        self.kl_divisor = divisor
+
     def extra_loss(self) -> Tensor:
-        """β · KL(q ‖ p) / N_train."""
-        if self.n_train is None:
-            raise RuntimeError("set n_train (the number of training examples) before using the BLoRA KL term")
-        return self.beta * self.kl() / self.n_train
+        """β · KL(q ‖ p) / T (or / N with ``kl_scale: utterances``)."""
+        if self.kl_divisor is None:
+            raise RuntimeError("call prepare() with the task's training set before using the BLoRA KL term")
+        return self.beta * self.kl() / self.kl_divisor
+
+    @classmethod
+    def task_facts(cls, layers) -> dict[str, float]:
+        """Shares below 1e-3 of the merged update's entries and of the posterior means."""
+        return {"update_sparsity_below_1e-3": share_below([layer.delta_weight() for layer in layers]),
+                "posterior_mean_sparsity_below_1e-3": posterior_mean_sparsity(layers)}
 
     @torch.no_grad()
     def sparsity(self, threshold: float = 1e-3) -> dict[str, float]:
         """Shares of |ΔW| entries and of |posterior means| (A and B) below ``threshold``."""
-        return {"delta_w": (self.delta_weight().abs() < threshold).float().mean().item(),
+        return {"delta_w": share_below([self.delta_weight()], threshold),
                 "params": posterior_mean_sparsity([self], threshold)}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "r": self.r, "alpha": self.alpha, "prior_std": self.prior_std,
-                "beta": self.beta, "n_train": self.n_train}
+                "beta": self.beta, "kl_scale": self.kl_scale, "kl_divisor": self.kl_divisor}
 
 
 @torch.no_grad()
+def share_below(tensors: Iterable[Tensor], threshold: float = 1e-3) -> float:
+    """Share of all entries of ``tensors`` whose magnitude is below ``threshold``."""
+    tensors = list(tensors)
+    return sum(int((t.abs() < threshold).sum()) for t in tensors) / sum(t.numel() for t in tensors)
+
+
 def posterior_mean_sparsity(layers: Iterable[BLoRALinear], threshold: float = 1e-3) -> float:
     """Share of the posterior means (A and B, over all ``layers``) whose magnitude is below ``threshold``."""
-    means = [mean for layer in layers for mean in (layer.mu_A, layer.mu_B)]
-    return sum(int((mean.abs() < threshold).sum()) for mean in means) / sum(mean.numel() for mean in means)
+    return share_below([mean for layer in layers for mean in (layer.mu_A, layer.mu_B)], threshold)
 
 
 class BLoRAConfig(AdapterSettings):
@@ -118,8 +150,11 @@ class BLoRAConfig(AdapterSettings):
     alpha: float = Field(16.0, gt=0)
     prior_std: float = Field(1.0, gt=0, description="σ_p (dev-tuned; 1e-3 and 1e-2 stop learning at tiny.en's scale)")
     init_std: float = Field(1e-3, gt=0, description="initial posterior σ")
-    beta: float = Field(1.0, ge=0)
+    beta: float = Field(1.0, ge=0, description="KL weight (1: the ELBO)")
+    kl_scale: KLScale = Field("tokens", description="KL / target tokens of the training set (the ELBO with "
+                              "the per-token mean loss), or / utterances (before issue 14: a T/N times stronger prior)")
+    module = BLoRALinear
 
     def build(self, linear: nn.Linear) -> BLoRALinear:
         return BLoRALinear(linear, r=self.r, alpha=self.alpha, prior_std=self.prior_std,
-                           init_std=self.init_std, beta=self.beta)
+                           init_std=self.init_std, beta=self.beta, kl_scale=self.kl_scale)

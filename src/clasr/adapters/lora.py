@@ -48,6 +48,7 @@ class LoRALinear(AdapterLinear):
     """W' = W + s·BA with B zero-initialised."""
 
     kind = "lora"
+    peft_exportable = True
 
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0, dropout: float = 0.0,
                  rslora: bool = False, init: InitA = "kaiming"):

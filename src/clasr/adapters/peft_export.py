@@ -57,7 +57,6 @@ from clasr.atomic import atomic_path
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 KEY_PREFIX = "base_model.model."
-PEFT_KINDS = {"lora": LoRALinear, "dora": DoRALinear}
 
 
 def _export_alpha(adapter: LoRALinear) -> float | int:
@@ -85,8 +84,7 @@ def _checked_adapters(model: nn.Module) -> dict[str, LoRALinear]:
     if not adapters:
         raise ValueError("the model has no adapters to export")
     for name, adapter in adapters.items():
-        expected = PEFT_KINDS.get(adapter.kind)
-        if expected is None or type(adapter) is not expected:
+        if not adapter.peft_exportable:
             raise ValueError(f"{name} holds a {adapter.kind or type(adapter).__name__!r} adapter: "
                              "only LoRA and DoRA have a PEFT format")
         if adapter.merged:

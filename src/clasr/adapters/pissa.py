@@ -57,6 +57,7 @@ class PiSSALinear(LoRALinear):
     """W' = W_res + s·BA with (B, A) starting at the principal factors (B₀, A₀) of W."""
 
     kind = "pissa"
+    peft_exportable = False  # its frozen residual W − s·B₀A₀ is not peft's LoRA layer
 
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float | None = None, dropout: float = 0.0,
                  rslora: bool = False, svd: SVDMethod = "exact", niter: int = 4, oversample: int = 8):
@@ -96,6 +97,7 @@ class PiSSAConfig(AdapterSettings):
     svd: SVDMethod = "exact"
     niter: int = Field(4, ge=0, description="subspace iterations of the randomized SVD")
     oversample: int = Field(8, ge=0, description="extra columns of the randomized SVD's sketch")
+    module = PiSSALinear
 
     def build(self, linear: nn.Linear) -> PiSSALinear:
         return PiSSALinear(linear, r=self.r, alpha=self.alpha, dropout=self.dropout,

@@ -12,39 +12,41 @@ from __future__ import annotations
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from torch import nn
 
-from clasr.adapters.base import AdapterSettings
-from clasr.adapters.blora import BLoRALinear, posterior_mean_sparsity
-from clasr.adapters.inject import (
-    count_trainable,
-    inject_adapters,
-    remove_adapters,
-    save_adapters,
-    update_sparsity,
-)
+from clasr.adapters.base import AdapterSettings, TrainingSet
+from clasr.adapters.inject import count_trainable, inject_adapters, remove_adapters, save_adapters
 from clasr.adapters.peft_export import save_peft_lora
+from clasr.data.batching import SpeechCollator
+from clasr.data.manifest import Utterance
+
+
+def training_set(utterances: Sequence[Utterance], collator: SpeechCollator) -> TrainingSet:
+    """The size of a task's training set as its loss sees it: utterances, and target tokens
+    (each transcript's tokens plus its end token, the positions the cross-entropy scores)."""
+    tokens = sum(len(collator.target_ids(utterance.text)) + 1 for utterance in utterances)
+    return TrainingSet(utterances=len(utterances), target_tokens=tokens)
 
 
 @contextmanager
 def task_adapters(
-    model: nn.Module, config: AdapterSettings, n_train: int, save_to: Path | None = None
+    model: nn.Module, config: AdapterSettings, training: TrainingSet, save_to: Path | None = None
 ) -> Iterator[dict]:
-    """Inject ``config``'s adapters; on leaving, merge and remove them and restore which
-    parameters are trainable. Yields a dict of facts, completed on leaving: adapter type,
-    adapted layers, trainable parameters, per-layer settings summary (e.g. SSVD's k split),
-    and for BLoRA the sparsity of the merged update and of the posterior means.
+    """Inject ``config``'s adapters, each prepared for ``training`` (the task's training set);
+    on leaving, merge and remove them and restore which parameters are trainable. Yields a dict
+    of facts, completed on leaving: adapter type, adapted layers, trainable parameters, per-layer
+    settings summary (e.g. SSVD's k split) and the adapter class's own facts (BLoRA: the
+    sparsity of the merged update and of the posterior means).
 
     With ``save_to``, the trained adapters are saved there before the merge:
-    ``adapters.safetensors`` (clasr's format) and, for LoRA and DoRA, ``peft/`` (loadable
-    with ``PeftModel.from_pretrained``)."""
+    ``adapters.safetensors`` (clasr's format) and, for adapters with a PEFT format (LoRA,
+    DoRA), ``peft/`` (loadable with ``PeftModel.from_pretrained``)."""
     trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     adapters = inject_adapters(model, config)
     for adapter in adapters.values():
-        if isinstance(adapter, BLoRALinear):
-            adapter.n_train = n_train
+        adapter.prepare(training)
     facts: dict = {"type": config.type, "layers": len(adapters), "trainable_parameters": count_trainable(model)}
     try:
         yield facts
@@ -53,13 +55,10 @@ def task_adapters(
             for a in adapters.values()
         )
         facts["settings"] = [{**dict(key), "layers": n} for key, n in settings.items()]
-        blora = [a for a in adapters.values() if isinstance(a, BLoRALinear)]
-        if blora:
-            facts["update_sparsity_below_1e-3"] = update_sparsity(model)
-            facts["posterior_mean_sparsity_below_1e-3"] = posterior_mean_sparsity(blora)
+        facts.update(config.module.task_facts(list(adapters.values())))
         if save_to is not None:
             save_adapters(model, save_to / "adapters.safetensors", config)
-            if config.type in ("lora", "dora"):
+            if config.module.peft_exportable:
                 save_peft_lora(model, save_to / "peft")
     finally:
         remove_adapters(model, merge=True)

@@ -149,6 +149,7 @@ class _SSVDSettings(AdapterSettings):
     budget_rank: int = Field(8, ge=1, description="budget per layer = budget_rank · (in + out), LoRA rank r's count")
     budget: int | None = Field(None, ge=1, description="absolute budget per layer; overrides budget_rank")
     rotation: RotationMap = "cayley"
+    module = SSVDLinear
 
     def layer_budget(self, linear: nn.Linear) -> int:
         return self.budget or self.budget_rank * (linear.in_features + linear.out_features)
