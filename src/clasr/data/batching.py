@@ -10,7 +10,10 @@ Targets follow Whisper's decoder format for transcription without timestamps::
     labels:         -100 …                                                t_1  …  t_n <|endoftext|>
 
 The language and task tokens are there for a multilingual model (``language`` "xx"), absent
-for an English-only one (``language`` None).
+for an English-only one (``language`` None). Each utterance carries its own task's language:
+a collator may map utterances of other tasks (replayed by ER, joint training) to their
+languages (:func:`utterance_languages`), so an earlier German task replayed during an
+English one is still trained behind ``<|de|>``.
 
 The prompt tokens are fed but never scored (label -100), so the loss and every
 curvature statistic count only the transcript and its end token.
@@ -20,13 +23,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from clasr.data.audio import TARGET_SAMPLE_RATE, load_audio
-from clasr.data.manifest import Utterance
+from clasr.data.manifest import DataError, Utterance
 
 IGNORE_INDEX = -100
 HOP_LENGTH = 160  # samples per log-mel frame at 16 kHz (10 ms)
@@ -68,6 +71,24 @@ def prompt_ids(tokenizer, language: str | None = None) -> list[int]:
     return ids
 
 
+def utterance_languages(tasks: Sequence[tuple[str, str | None, Sequence[Utterance]]]) -> dict[Utterance, str | None]:
+    """Each utterance of ``tasks`` — (task name, prompt language, training utterances) — mapped
+    to its task's prompt language; DataError naming both tasks when one utterance (the same
+    manifest row) belongs to two tasks of different languages."""
+    languages: dict[Utterance, str | None] = {}
+    owner: dict[Utterance, str] = {}
+    for name, language, utterances in tasks:
+        for utterance in utterances:
+            if languages.get(utterance, language) != language:
+                raise DataError(
+                    f"{utterance.audio_path} (row {utterance.row}) is in task {owner[utterance]!r} "
+                    f"(language {languages[utterance]}) and in task {name!r} (language {language}); "
+                    "an utterance has one language"
+                )
+            languages[utterance], owner[utterance] = language, name
+    return languages
+
+
 @dataclass
 class SpeechBatch:
     """One batch: features for the encoder, teacher-forced decoder inputs and labels."""
@@ -95,7 +116,8 @@ class SpeechCollator:
     Every target gets the leading space Whisper's tokenizer expects after the prompt (a
     task's ``lowercase_targets`` is applied when its training set is loaded, not here).
     ``language``: the language token of the prompt (None for an English-only model; see
-    ``clasr.models.language.prompt_language``).
+    ``clasr.models.language.prompt_language``). ``languages``: utterances that take another
+    prompt language than ``language`` (see :func:`utterance_languages`).
     """
 
     def __init__(
@@ -105,6 +127,7 @@ class SpeechCollator:
         window_frames: int,
         max_target_positions: int = 448,
         language: str | None = None,
+        languages: Mapping[Utterance, str | None] | None = None,
     ):
         self.feature_extractor = feature_extractor
         self.max_target_positions = max_target_positions
@@ -112,7 +135,13 @@ class SpeechCollator:
         self.window_frames = window_frames
         self.language = language
         self.prompt = prompt_ids(tokenizer, language)
+        self.prompts = {lang: prompt_ids(tokenizer, lang) for lang in {language, *(languages or {}).values()}}
+        self.languages = {u: lang for u, lang in (languages or {}).items() if lang != language}
         self.eot = tokenizer.eos_token_id
+
+    def prompt_of(self, utterance: Utterance) -> list[int]:
+        """The decoder prompt of ``utterance``: that of its own language."""
+        return self.prompts[self.languages.get(utterance, self.language)]
 
     def features(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel features padded or cut to the window, and the number of real frames."""
@@ -131,13 +160,14 @@ class SpeechCollator:
     def target_ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(" " + text.strip(), add_special_tokens=False)
 
-    def tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoder inputs and labels, right-padded with the end token (inputs) and IGNORE_INDEX (labels)."""
+    def tokens(self, texts: Sequence[str], prompts: Sequence[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder inputs and labels, right-padded with the end token (inputs) and IGNORE_INDEX
+        (labels); ``prompts``: each text's prompt (default: the collator's)."""
         inputs, labels = [], []
-        for text in texts:
+        for text, prompt in zip(texts, prompts or [self.prompt] * len(texts)):
             ids = self.target_ids(text)
-            inputs.append(self.prompt + ids)
-            labels.append([IGNORE_INDEX] * (len(self.prompt) - 1) + ids + [self.eot])
+            inputs.append(prompt + ids)
+            labels.append([IGNORE_INDEX] * (len(prompt) - 1) + ids + [self.eot])
         width = max(len(x) for x in inputs)
         input_ids = torch.full((len(texts), width), self.eot, dtype=torch.long)
         label_ids = torch.full((len(texts), width), IGNORE_INDEX, dtype=torch.long)
@@ -148,7 +178,7 @@ class SpeechCollator:
 
     def check_length(self, utterance: Utterance) -> None:
         """ValueError naming the utterance when its transcript does not fit the decoder."""
-        n = len(self.prompt) + len(self.target_ids(utterance.text)) + 1
+        n = len(self.prompt_of(utterance)) + len(self.target_ids(utterance.text)) + 1
         if n > self.max_target_positions:
             raise ValueError(
                 f"{utterance.audio_path} (row {utterance.row}): transcript needs {n} decoder positions, "
@@ -159,7 +189,7 @@ class SpeechCollator:
         for utterance in utterances:
             self.check_length(utterance)
         feats, lengths = self.features([load_utterance_audio(u) for u in utterances])
-        input_ids, labels = self.tokens([u.text for u in utterances])
+        input_ids, labels = self.tokens([u.text for u in utterances], [self.prompt_of(u) for u in utterances])
         return SpeechBatch(feats, lengths, input_ids, labels, list(indices))
 
 
