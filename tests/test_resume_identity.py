@@ -23,6 +23,9 @@ STRATEGIES = {
     "ewc": ({"name": "ewc", "strength": 1e4, "fisher_utterances": 4}, None),
     "centralize": ({"name": "centralize", "every": 2}, {"type": "lora", "r": 2}),
     "er": ({"name": "er", "memory_size": 3}, None),
+    "task_arithmetic": ({"name": "task_arithmetic", "scale": 0.7}, None),
+    "ties": ({"name": "ties", "top_k": 0.3}, {"type": "lora", "r": 2}),
+    "dare": ({"name": "dare", "drop_rate": 0.5, "merge": "ties", "top_k": 0.5}, None),
 }
 FAST = "ihr"  # in the default suite; the others are marked slow (each is two runs of ~10–20 s)
 

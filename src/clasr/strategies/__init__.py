@@ -17,6 +17,9 @@ from clasr.strategies.joint import JointConfig
 from clasr.strategies.lwf import LwFConfig
 from clasr.strategies.replay import ExperienceReplayConfig
 from clasr.strategies.swap import AdapterSwapConfig
+from clasr.strategies.task_arithmetic import TaskArithmeticConfig
+from clasr.strategies.ties import TiesConfig
+from clasr.strategies.dare import DareConfig
 
 _CONFIGS = (
     FineTuneConfig,
@@ -29,6 +32,9 @@ _CONFIGS = (
     JointConfig,
     FrozenPartConfig,
     AdapterSwapConfig,
+    TaskArithmeticConfig,
+    TiesConfig,
+    DareConfig,
 )
 StrategyConfig = Annotated[Union[_CONFIGS], Field(discriminator="name")]
 
