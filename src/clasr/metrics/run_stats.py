@@ -1,8 +1,11 @@
-"""Intervals and paired tests of whole WER matrices, from their per-utterance word errors.
+"""Intervals and paired tests of whole error-rate matrices, from their per-utterance errors.
 
 A run (or a sweep of seeds) is held as :class:`RunErrors`: for each evaluated set, the
-word errors of every utterance in every row of the matrix (and every seed), and the
-utterances' reference word counts. Rows and seeds score the same utterances, so one
+errors of every utterance in every row of the matrix (and every seed), and the utterances'
+reference counts, both in the units of the set's own metric (words for WER, characters for
+CER, mixed units for MER; see :mod:`clasr.metrics.wer`), so each cell is that set's error
+rate Σ errors / Σ units and the matrices are the error-rate matrices of matrix.json. Rows
+and seeds score the same utterances, so one
 bootstrap replicate resamples each set's utterances once and applies that resample to
 every row and seed (:func:`replicate_matrices`); the continual metrics of the replicate
 matrices (:mod:`clasr.metrics.continual`) give their intervals. For several seeds, the
@@ -31,7 +34,8 @@ VERDICT_NONE = "no detectable difference at 95 %"
 
 @dataclass(frozen=True)
 class SetErrors:
-    """One evaluated set: ``errors[seed, row, u]`` word errors, ``words[u]`` reference words."""
+    """One evaluated set: ``errors[seed, row, u]`` errors, ``words[u]`` reference units (words
+    for a WER set, characters or mixed units for a set scored by CER or MER)."""
 
     name: str
     ids: tuple[str, ...]
@@ -66,7 +70,7 @@ def _rates(errors: np.ndarray, words: np.ndarray) -> np.ndarray:
 
 
 def matrices(run: RunErrors) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Corpus WERs: R (seeds, rows, T) and each general set's column (seeds, rows)."""
+    """Corpus error rates: R (seeds, rows, T) and each general set's column (seeds, rows)."""
     tasks = np.stack([_rates(s.errors, s.words) for s in run.tasks], axis=-1)
     return tasks, {s.name: _rates(s.errors, s.words) for s in run.general}
 

@@ -64,6 +64,12 @@ def check_metric(name: str) -> str:
     return name
 
 
+def rate_fields(metric: str) -> tuple[str, str]:
+    """The :class:`UtteranceScore` fields (errors, reference units) of rate ``metric``:
+    ``("word_errors", "ref_words")`` for ``wer``; ValueError for an unknown metric."""
+    return _RATE_FIELDS[check_metric(metric)]
+
+
 def mixed_units(text: str) -> list[str]:
     """The units of the mixed error rate: every CJK character alone, every other
     whitespace-separated run as one word.

@@ -37,7 +37,7 @@ def _p(value: float) -> str:
 
 
 def paired_lines(results: list[PairedResult]) -> list[list[str]]:
-    """Text cells in :data:`HEADER` order (WER points, %)."""
+    """Text cells in :data:`HEADER` order (points of each set's error rate, %)."""
     return [
         [r.quantity, f"{100 * r.a:.2f}", f"{100 * r.b:.2f}",
          f"{100 * r.difference:+.2f} [{100 * r.interval[0]:+.2f}, {100 * r.interval[1]:+.2f}]",
@@ -48,7 +48,7 @@ def paired_lines(results: list[PairedResult]) -> list[list[str]]:
 
 def paired_title(name_a: str, name_b: str) -> str:
     return (f"Paired tests: A = {name_a}, B = {name_b} (same utterances; Holm over the lines; "
-            "lower WER is better, higher BWT is better)")
+            "each set's own error rate; lower is better, higher BWT is better)")
 
 
 def paired_table(results: list[PairedResult], name_a: str, name_b: str) -> Table:

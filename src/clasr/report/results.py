@@ -8,7 +8,10 @@
     matrix_wer.csv     the same WER figures as a table (one line per row of the matrix)
     matrix_cer.csv
     metrics.json       Average WER, BWT, forgetting, learning, FWT, general-set change, with
-                       the definitions; ``complete: false`` until every row is finished; once
+                       the definitions, computed on each set's own metric (``error_rate``:
+                       WER, or CER without spaces for ja/zh/…, or MER; named per column in
+                       ``set_metrics``; for English-only runs all WER); ``complete: false``
+                       until every row is finished; once
                        finished, ``ci95``: each metric's 95 % bootstrap interval over utterances
                        (one resample of each set applied to every row; ``general/<name>``: the
                        set's change)
@@ -105,8 +108,20 @@ def build_matrix(rows: list[dict], tasks: list[str], general: list[str], dev: li
     return matrix
 
 
-def build_metrics(matrix: dict, rate: str = "wer") -> dict:
-    """Continual metrics of a complete matrix; ``complete: false`` while rows are missing."""
+def rate_name(set_metrics: dict[str, str]) -> str:
+    """What the continual metrics are measured in: "WER" when every set is scored by WER,
+    else "error rate (<metric>: <columns>; …)" naming each set's metric."""
+    by_metric: dict[str, list[str]] = {}
+    for column, metric in set_metrics.items():
+        by_metric.setdefault(metric, []).append(column)
+    if set(by_metric) <= {"wer"}:
+        return "WER"
+    return "error rate (" + "; ".join(f"{metric}: {', '.join(columns)}" for metric, columns in by_metric.items()) + ")"
+
+
+def build_metrics(matrix: dict, rate: str = HEADLINE) -> dict:
+    """Continual metrics of a complete matrix, on each set's own metric (``error_rate``; its
+    metric per column in ``set_metrics``); ``complete: false`` while rows are missing."""
     n_tasks = len(matrix["tasks"])
     complete = len(matrix[rate]) == n_tasks + 1
     if not complete:
@@ -115,7 +130,8 @@ def build_metrics(matrix: dict, rate: str = "wer") -> dict:
         metrics = continual_metrics(matrix[rate], matrix[f"general_{rate}"] or None)
     except ValueError as error:  # e.g. a set whose references all normalise to nothing (rate NaN)
         return {"complete": True, "rate": rate, "error": str(error)}
-    return {"complete": True, "rate": rate, **metrics, "definitions": METRIC_DEFINITIONS}
+    named = {"rate": rate, "set_metrics": matrix.get("metrics", {})}
+    return {"complete": True, **named, **metrics, "definitions": METRIC_DEFINITIONS}
 
 
 def matrix_columns(matrix: dict) -> list[str]:
@@ -139,16 +155,17 @@ def matrix_rows(matrix: dict, rate: str, key: str | None = None, views: bool = F
 
 
 def matrix_csv(matrix: dict, rate: str) -> str:
-    """One line per matrix row: label, each task's rate, each general set's rate; for WER,
-    then each cell's 95 % interval (``<column> ci95 low``, ``<column> ci95 high``)."""
+    """One line per matrix row: label, each task's rate, each general set's rate; then each
+    cell's 95 % interval (``<column> ci95 low``, ``<column> ci95 high``) where the matrix holds
+    them for ``rate`` (``<rate>_ci95``: WER cells, or a sweep's error-rate cells)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     columns = [column_label(matrix, column, rate) for column in matrix_columns(matrix)]
-    with_ci = rate == "wer" and "wer_ci95" in matrix
+    with_ci = f"{rate}_ci95" in matrix
     bounds = [f"{c} ci95 {end}" for c in columns for end in ("low", "high")] if with_ci else []
     writer.writerow(["row", *columns, *bounds])
     rows = matrix_rows(matrix, rate, views=True)
-    cis = matrix_rows(matrix, rate, "wer_ci95", views=True) if with_ci else [(label, []) for label, _ in rows]
+    cis = matrix_rows(matrix, rate, f"{rate}_ci95", views=True) if with_ci else [(label, []) for label, _ in rows]
     for (label, cells), (_, intervals_) in zip(rows, cis):
         writer.writerow([label, *cells, *(bound for ci in intervals_ for bound in (ci or [None, None]))])
     return buffer.getvalue()

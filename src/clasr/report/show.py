@@ -6,7 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clasr.metrics.continual import METRIC_DEFINITIONS
-from clasr.report.results import HEADLINE, column_label, interval, matrix_rows, percent, scalar_values, table_rate
+from clasr.report.results import HEADLINE, column_label, interval, matrix_rows, percent, rate_name, scalar_values, table_rate
 
 
 def matrix_table(matrix: dict, rate: str = "wer") -> Table:
@@ -16,7 +16,7 @@ def matrix_table(matrix: dict, rate: str = "wer") -> Table:
     :func:`clasr.report.results.table_rate`), the WER table shows every set's own metric."""
     sweep = matrix.get("sweep")
     rate = table_rate(matrix, rate)
-    with_ci = rate == "wer" and "wer_ci95" in matrix
+    with_ci = f"{rate}_ci95" in matrix
     what = ["%", *([f"mean over seeds {sweep['seeds']}"] if sweep else []), *(["[95 % interval]"] if with_ci else [])]
     kind = "Error-rate matrix (each set's metric in brackets, " if rate == HEADLINE else f"{rate.upper()} matrix ("
     table = Table(title=f"{kind}{', '.join(what)}) — row i: after training through task i")
@@ -26,7 +26,7 @@ def matrix_table(matrix: dict, rate: str = "wer") -> Table:
     for name in matrix["general"]:
         table.add_column(escape(column_label(matrix, f"general:{name}", rate)), justify="right", style="cyan")
     rows = matrix_rows(matrix, rate, views=True)
-    cis = matrix_rows(matrix, rate, "wer_ci95", views=True) if with_ci else [(label, [None] * len(c)) for label, c in rows]
+    cis = matrix_rows(matrix, rate, f"{rate}_ci95", views=True) if with_ci else [(label, [None] * len(c)) for label, c in rows]
     for (label, cells), (_, intervals) in zip(rows, cis):
         table.add_row(escape(label), *(percent(v) + ("" if ci is None else f" {interval(ci, 1)}") for v, ci in zip(cells, intervals)))
     return table
@@ -34,10 +34,12 @@ def matrix_table(matrix: dict, rate: str = "wer") -> Table:
 
 def metrics_table(metrics: dict) -> Table:
     """Average WER, BWT, forgetting, learning, FWT and general-set change, with their 95 %
-    intervals over utterances and definitions; for a sweep, the mean over seeds, its
+    intervals over utterances and definitions, in the points of each set's own metric (named
+    in the title when some set is not scored by WER); for a sweep, the mean over seeds, its
     standard deviation and its 95 % interval over seeds too."""
     seeds = metrics.get("seeds")
-    table = Table(title="Continual metrics (WER points, %)" + (f" — mean over seeds {seeds['seeds']}" if seeds else ""))
+    unit = rate_name(metrics.get("set_metrics") or {})
+    table = Table(title=f"Continual metrics ({escape(unit)} points, %)" + (f" — mean over seeds {seeds['seeds']}" if seeds else ""))
     table.add_column("metric")
     table.add_column("mean" if seeds else "value", justify="right")
     table.add_column("95 % (utterances)", justify="right")

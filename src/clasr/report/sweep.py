@@ -9,6 +9,8 @@ of one results directory (:mod:`clasr.report.results`) describing the mean over 
                        (each set resampled once per replicate, the same resample for every
                        row and seed); ``wer_std``: the standard deviation over seeds;
                        ``wer_seeds_ci95``: the 95 % t interval of the mean over seeds
+                       (``error_rate_*`` instead, of each set's own metric, when some set
+                       is not scored by WER)
     metrics.json       each metric's mean, its ``ci95`` over utterances, and ``seeds``: per
                        metric the per-seed values, std and 95 % t interval over seeds
     matrix_wer.csv, matrix_cer.csv, metrics.csv
@@ -28,11 +30,13 @@ from clasr.metrics.run_stats import intervals
 from clasr.metrics.stats import seed_interval
 from clasr.report.results import (
     BOOTSTRAP_RESAMPLES,
+    HEADLINE,
     SWEEP_FILE,
     matrix_csv,
     metrics_csv,
     read_results,
     scalar_values,
+    table_rate,
 )
 from clasr.report.utterance_errors import UtteranceErrorsError, read_run_errors
 
@@ -55,12 +59,12 @@ def _mean(values: list):
     return float(np.mean(values))
 
 
-def _per_cell(matrices: list[dict], reduce) -> dict:
-    """``reduce`` applied to each WER cell's per-seed values, laid out as ``wer`` and
-    ``general_wer`` are."""
+def _per_cell(matrices: list[dict], reduce, rate: str) -> dict:
+    """``reduce`` applied to each ``rate`` cell's per-seed values, laid out as ``rate`` and
+    ``general_<rate>`` are."""
     rows = len(matrices[0]["row_labels"])
-    tasks = [[reduce([m["wer"][i][j] for m in matrices]) for j in range(len(matrices[0]["tasks"]))] for i in range(rows)]
-    general = {g: [reduce([m["general_wer"][g][i] for m in matrices]) for i in range(rows)] for g in matrices[0]["general"]}
+    tasks = [[reduce([m[rate][i][j] for m in matrices]) for j in range(len(matrices[0]["tasks"]))] for i in range(rows)]
+    general = {g: [reduce([m[f"general_{rate}"][g][i] for m in matrices]) for i in range(rows)] for g in matrices[0]["general"]}
     return {"tasks": tasks, "general": general}
 
 
@@ -70,15 +74,17 @@ def _seed_statistics(values: list) -> tuple | None:
 
 def aggregate_matrix(matrices: list[dict], cells: list[list[list[float]]]) -> dict:
     """The mean matrix of finished seed runs, with the per-cell intervals over utterances
-    (``cells``, from :func:`clasr.metrics.run_stats.intervals`) and over seeds."""
+    (``cells``, from :func:`clasr.metrics.run_stats.intervals`: each set's own metric) and over
+    seeds, named ``wer_*`` when every set is scored by WER, else ``error_rate_*``."""
     matrix = _mean([{k: v for k, v in m.items() if k not in ("views", "wer_ci95", "general_wer_ci95")} for m in matrices])
-    statistics = _per_cell(matrices, _seed_statistics)
-    for key, pick in (("wer_std", lambda s: s[1]), ("wer_seeds_ci95", lambda s: [s[2], s[3]])):
+    rate = table_rate(matrices[0], "wer")
+    statistics = _per_cell(matrices, _seed_statistics, rate)
+    for key, pick in ((f"{rate}_std", lambda s: s[1]), (f"{rate}_seeds_ci95", lambda s: [s[2], s[3]])):
         matrix[key] = [[None if s is None else pick(s) for s in row] for row in statistics["tasks"]]
         matrix[f"general_{key}"] = {g: [None if s is None else pick(s) for s in col] for g, col in statistics["general"].items()}
     n_tasks = len(matrix["tasks"])
-    matrix["wer_ci95"] = [row[:n_tasks] for row in cells]
-    matrix["general_wer_ci95"] = {g: [row[n_tasks + k] for row in cells] for k, g in enumerate(matrix["general"])}
+    matrix[f"{rate}_ci95"] = [row[:n_tasks] for row in cells]
+    matrix[f"general_{rate}_ci95"] = {g: [row[n_tasks + k] for row in cells] for k, g in enumerate(matrix["general"])}
     return matrix
 
 
@@ -86,8 +92,9 @@ def aggregate_metrics(metrics: list[dict], folders: list[Path], seeds: list[int]
     """Means over seeds, the interval of the mean over utterances and the spread over seeds."""
     failed = [f"{folder.name}: {m['error']}" for folder, m in zip(folders, metrics) if "error" in m]
     if failed:
-        return {"complete": True, "rate": "wer", "error": "; ".join(failed)}
-    aggregate = {"complete": True, "rate": "wer", **{k: _mean([m[k] for m in metrics]) for k in _AVERAGED_KEYS}}
+        return {"complete": True, "rate": HEADLINE, "error": "; ".join(failed)}
+    named = {"rate": HEADLINE, "set_metrics": metrics[0].get("set_metrics", {})}
+    aggregate = {"complete": True, **named, **{k: _mean([m[k] for m in metrics]) for k in _AVERAGED_KEYS}}
     aggregate["general"] = _mean([m["general"] for m in metrics])
     per_seed = [scalar_values(m) for m in metrics]
     spread = {"seeds": seeds}
@@ -122,7 +129,7 @@ def write_sweep_results(output_dir: Path, seeds: list[int]) -> dict:
     metrics = aggregate_metrics([x for _, x in results], folders, seeds, found["metrics"])
     write_json(output_dir / SWEEP_FILE, {"seeds": seeds, "folders": [f.name for f in folders]})
     write_json(output_dir / "matrix.json", matrix)
-    for rate in ("wer", "cer"):
+    for rate in {"wer", "cer", table_rate(matrix, "wer")}:
         write_text(output_dir / f"matrix_{rate}.csv", matrix_csv(matrix, rate))
     write_json(output_dir / "metrics.json", metrics)
     write_text(output_dir / "metrics.csv", metrics_csv(metrics))
