@@ -24,6 +24,7 @@ from clasr.metrics.text import get_normalizer
 from clasr.metrics.wer import check_metric
 from clasr.models.language import check_language_code
 from clasr.strategies import StrategyConfig
+from clasr.strategies.centralize import paper_preset
 from clasr.strategies.ft import FineTuneConfig
 from clasr.train import TrainConfig
 
@@ -117,6 +118,12 @@ class ExperimentConfig(_Strict):
     tasks: list[TaskConfig] = Field(min_length=1)
     general: list[GeneralSetConfig] = []
     guard: GuardConfig | None = Field(None, description="general-ability guard during training; off (null) by default")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strategy_preset(cls, data: Any) -> Any:
+        """``strategy: {name: centralize, preset: paper}`` fills in the paper's settings."""
+        return paper_preset(data) if isinstance(data, dict) else data
 
     @field_validator("tasks", "general")
     @classmethod
