@@ -118,6 +118,8 @@ class Centralization(Strategy, settings=CentralizeConfig):
         if len(self.pending) > 1:
             self.uncentralized = (task.name, {n: self.base[n] + u for n, u in self.pending[-1].items()})
         if self.config.average == "factors":
+            if not self.factor_average:
+                raise RuntimeError("average: factors needs adapters_trained() after each task's training")
             for name, delta in self.factor_average.items():
                 self.base[name] = self.base[name] + delta
             self.factor_average = {}
