@@ -91,7 +91,7 @@ def test_warn_trains_on_and_records_the_first_trigger():
     steps, _ = _drive(guard, model, 10)
     facts = guard.facts()
     assert steps == 10 and facts["triggered_at"] == 2 and facts["ended_at"] is None
-    assert [c["wer"]["g"] for c in facts["curve"]] == [0.1, 0.3, 0.1, 0.4, 0.4, 0.4]
+    assert [c["error_rate"]["g"] for c in facts["curve"]] == [0.1, 0.3, 0.1, 0.4, 0.4, 0.4]
 
 
 @pytest.mark.parametrize(
@@ -312,9 +312,9 @@ def test_the_guard_rolls_back_sequential_lora_that_forgets_how_to_transcribe_sen
     )
     metrics = run_experiment(config)
     entry = read_guard(tmp_path / "out")[0]
-    start = entry["curve"][0]["wer"]["arctic"]
-    worst = max(check["wer"]["arctic"] for check in entry["curve"])
-    best = next(c for c in entry["curve"] if c["step"] == entry["rolled_back_to"])["wer"]["arctic"]
+    start = entry["curve"][0]["error_rate"]["arctic"]
+    worst = max(check["error_rate"]["arctic"] for check in entry["curve"])
+    best = next(c for c in entry["curve"] if c["step"] == entry["rolled_back_to"])["error_rate"]["arctic"]
     assert entry["triggered_at"] is not None and worst > start + 0.2  # the collapse happened and was seen
     assert entry["rolled_back_to"] < entry["triggered_at"] and best <= start + entry["threshold"]
     assert metrics["general"]["arctic"]["change"] < 0.05  # held-out prompts: no collapse after the task

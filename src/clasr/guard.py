@@ -6,19 +6,23 @@ after the first word of any sentence). The guard scores a few dozen utterances o
 guarded set ``s`` (a general set's ``dev`` selection) with the model being trained, at the
 task's start (step 0), every ``every_steps`` optimizer steps and at the task's last step:
 
-    rise_s(k) = WER_s(k) − WER_s(0)
+    rise_s(k) = E_s(k) − E_s(0)
     triggered at the first checked step k with max_s rise_s(k) > threshold
+
+where E_s is the set's error rate in its own metric, as the set is scored in the matrix: WER,
+CER without spaces for languages written without them (zh, ja, …), or MER for code-switched
+sets.
 
 and then, by ``mode``: ``warn`` logs and trains on; ``stop`` ends the task at step k;
 ``rollback`` puts back the trainable parameters of the task's best checked step
 
-    k* = argmin_k mean_s WER_s(k)   (the latest of equal steps; k* = 0 is the task's start)
+    k* = argmin_k mean_s E_s(k)   (the latest of equal steps; k* = 0 is the task's start)
 
 and ends the task there. Only the trainable parameters move within a task (an adapter's own
 parameters, or the fine-tuned ones), so they alone are kept in memory; the optimizer state is
 not, since the task ends at the rollback. Scoring runs under a forked RNG, so a guard that never
 triggers leaves training bit-identical to a run without it. What the guard saw and did —
-the curve (step, WER per set), the trigger step, where it stopped or rolled back to, and its
+the curve (step, error rate per set, each set's metric), the trigger step, where it stopped or rolled back to, and its
 time — is the task's :meth:`TaskGuard.facts`.
 
 The guard watches the model as trained (θ̃ within the task), whatever the strategy later
@@ -45,7 +49,8 @@ class GuardConfig(BaseModel):
     mode: Literal["warn", "stop", "rollback"] = "rollback"
     every_steps: int = Field(5, ge=1, description="optimizer steps between two checks")
     threshold: float = Field(
-        0.05, ge=0, description="rise of a guarded set's WER over the task's start that triggers (0.05 = 5 points)"
+        0.05, ge=0,
+        description="rise of a guarded set's error rate (its metric: WER, CER…) over the task's start that triggers (0.05 = 5 points)",
     )
     utterances: int = Field(24, ge=1, description="at most this many utterances of each guarded set (the first ones)")
     sets: list[str] | None = Field(
@@ -56,25 +61,26 @@ class GuardConfig(BaseModel):
 @dataclass
 class GuardedSet:
     """A set the guard scores: its name (the general set's), utterances, and how they are
-    decoded and scored (as the general set's test)."""
+    decoded and scored (as the general set's test: its language, normalizer and metric)."""
 
     name: str
     utterances: list
     normalizer: str
     language: str = "en"
+    metric: str = "wer"
 
 
-Scorer = Callable[[GuardedSet], float]  # WER of the model as it is now on a guarded set
+Scorer = Callable[[GuardedSet], float]  # error rate (the set's metric) of the model as it is now
 
 
 @dataclass
 class _Check:
     step: int
-    wer: dict[str, float]
+    rates: dict[str, float]  # guarded set → its error rate
 
     @property
     def mean(self) -> float:
-        return sum(self.wer.values()) / len(self.wer)
+        return sum(self.rates.values()) / len(self.rates)
 
 
 @dataclass
@@ -104,14 +110,14 @@ class TaskGuard:
         if self.ended_at is not None or not (step % self.config.every_steps == 0 or last):
             return False
         check = self._check(step)
-        rise = max(check.wer[s] - self.curve[0].wer[s] for s in check.wer)
+        rise = max(check.rates[s] - self.curve[0].rates[s] for s in check.rates)
         if rise <= self.config.threshold:
             self.log(f"guard at step {step}: {self._describe(check)} (start: {self._describe(self.curve[0])})")
             return False
         if self.triggered_at is None:
             self.triggered_at = step
         self.log(
-            f"guard: general WER rose {100 * rise:.1f} points over the task's start at step {step} "
+            f"guard: a general set's error rate rose {100 * rise:.1f} points over the task's start at step {step} "
             f"(threshold {100 * self.config.threshold:.1f}): {self._describe(check)}"
         )
         if self.config.mode == "warn":
@@ -128,7 +134,8 @@ class TaskGuard:
             "threshold": self.config.threshold,
             "every_steps": self.config.every_steps,
             "sets": {s.name: len(s.utterances) for s in self.sets},
-            "curve": [{"step": c.step, "wer": c.wer} for c in self.curve],
+            "metrics": {s.name: s.metric for s in self.sets},
+            "curve": [{"step": c.step, "error_rate": c.rates} for c in self.curve],
             "triggered_at": self.triggered_at,
             "ended_at": self.ended_at,
             "rolled_back_to": self.rolled_back_to,
@@ -157,6 +164,6 @@ class TaskGuard:
         self.rolled_back_to = self._best.step
         self.log(f"guard: rolled back to step {self._best.step} ({self._describe(self._best)}); task ends")
 
-    @staticmethod
-    def _describe(check: _Check) -> str:
-        return ", ".join(f"{name} {100 * wer:.1f}%" for name, wer in check.wer.items())
+    def _describe(self, check: _Check) -> str:
+        metrics = {s.name: s.metric for s in self.sets}
+        return ", ".join(f"{name} {metrics[name].upper()} {100 * rate:.1f}%" for name, rate in check.rates.items())

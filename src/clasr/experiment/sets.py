@@ -107,5 +107,5 @@ def load_sets(config: ExperimentConfig) -> ExperimentSets:
     for general in config.guarded_sets():
         dev = _read(general.data, general.dev, f"guard/{general.name}", config, sets)[: config.guard.utterances]
         how = scoring(config, general)
-        sets.guard.append(GuardedSet(general.name, dev, how["normalizer"], how["language"]))
+        sets.guard.append(GuardedSet(general.name, dev, how["normalizer"], how["language"], how["metric"]))
     return sets

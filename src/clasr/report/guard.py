@@ -1,8 +1,9 @@
 """The general-ability guard's record of a run (``guard.json``) and its tables.
 
 ``guard.json`` holds one entry per trained task whose guard was on: the task, the mode,
-threshold and check interval, the guarded sets with their utterance counts, the curve (the
-WER of every guarded set at each checked step, step 0 being the task's start), the step
+threshold and check interval, the guarded sets with their utterance counts and ``metrics``,
+the curve (``error_rate``: each guarded set's error rate in its metric at each checked step,
+step 0 being the task's start; ``wer`` in records written before sets had a metric), the step
 where the rise first passed the threshold (``triggered_at``), where the task ended early
 (``ended_at``: stop or rollback), the step whose weights were put back (``rolled_back_to``),
 and the guard's scoring time. See :mod:`clasr.guard`.
@@ -56,19 +57,32 @@ def _what_it_did(entry: dict) -> str:
     return f"{did}; warned"
 
 
+def curve_rates(check: dict) -> dict[str, float]:
+    """One checked step's error rate per guarded set (``wer`` in older records)."""
+    return check.get("error_rate", check.get("wer"))
+
+
 def _curve(entry: dict) -> str:
     return "  ".join(
-        f"{check['step']}: " + "/".join(percent(wer) for wer in check["wer"].values()) for check in entry["curve"]
+        f"{check['step']}: " + "/".join(percent(rate) for rate in curve_rates(check).values()) for check in entry["curve"]
+    )
+
+
+def _sets(entry: dict) -> str:
+    """The guarded sets: name, metric (when not WER) and utterance count."""
+    metrics = entry.get("metrics", {})
+    return ", ".join(
+        f"{name} ({n}{'' if metrics.get(name, 'wer') == 'wer' else ', ' + metrics[name]})" for name, n in entry["sets"].items()
     )
 
 
 def guard_lines(record: list[dict]) -> list[tuple[str, str, str, str]]:
-    """(row label, settings, what it did, curve "step: WER% …") per guarded task."""
+    """(row label, settings, what it did, curve "step: rate % …") per guarded task."""
     return [
         (
             entry["label"],
             f"{entry['mode']}, +{100 * entry['threshold']:.1f} pts, every {entry['every_steps']} steps, "
-            f"{', '.join(f'{name} ({n})' for name, n in entry['sets'].items())}, {entry['seconds']:.0f} s",
+            f"{_sets(entry)}, {entry['seconds']:.0f} s",
             _what_it_did(entry),
             _curve(entry),
         )
@@ -77,8 +91,9 @@ def guard_lines(record: list[dict]) -> list[tuple[str, str, str, str]]:
 
 
 def guard_table(record: list[dict]) -> Table:
-    """The guard per task: its settings and time, what it did, and its curve (WER % per guarded set)."""
-    table = Table(title="General-ability guard — curve: step: WER % of each guarded set (dev)")
+    """The guard per task: its settings and time, what it did, and its curve (error rate % per
+    guarded set, in the set's metric: WER unless named after its utterance count)."""
+    table = Table(title="General-ability guard — curve: step: error rate % (WER unless named) of each guarded set (dev)")
     for column in ("row", "guard", "what it did", "curve"):
         table.add_column(column, overflow="fold")
     for line in guard_lines(record):
@@ -88,6 +103,6 @@ def guard_table(record: list[dict]) -> Table:
 
 def guard_markdown(record: list[dict]) -> str:
     """The same as :func:`guard_table`, as a Markdown table."""
-    lines = ["| row | guard | what it did | curve (step: WER %) |", "|---|---|---|---|"]
+    lines = ["| row | guard | what it did | curve (step: error rate %, WER unless named) |", "|---|---|---|---|"]
     lines += ["| " + " | ".join(line) + " |" for line in guard_lines(record)]
     return "\n".join(lines)
