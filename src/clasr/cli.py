@@ -102,9 +102,16 @@ def run(
         None, "--seeds", help="run once per seed (--seeds 0 1 2) into OUTPUT/seed<k>/, sharing the foundation row, "
         "and write the mean over seeds with its intervals into OUTPUT/",
     ),
+    processes: int = typer.Option(
+        1, "--processes", min=1, help="processes on this machine (one per GPU, or per CPU core), started with "
+        "accelerate launch; several machines: see the README, 'Multi-GPU and multi-node'",
+    ),
 ) -> None:
     """Run a continual-learning experiment: evaluate the foundation model, then train and evaluate
     task after task. Re-running on the same output directory resumes after the last finished task."""
+    if processes > 1:
+        _relaunch(processes)
+    from clasr.distributed import is_main_process
     from clasr.experiment.config import ConfigError, load_config
     from clasr.experiment.seeds import run_seeds, run_single
     from clasr.models.errors import ModelError
@@ -122,10 +129,29 @@ def run(
             run_single(experiment, foundation_from)
     except (ConfigError, DataError, ModelError, AudioError, *_run_faults()) as error:
         _fail(str(error))
+    if not is_main_process():  # one process prints the tables
+        return
     matrix, metrics = read_results(experiment.output_dir)
     stdout.print(matrix_table(matrix))
     stdout.print(metrics_table(metrics))
     console.print(f"results in {experiment.output_dir}")
+
+
+def _relaunch(processes: int) -> None:
+    """``clasr run … --processes N``: this same command as N processes under ``accelerate launch``."""
+    import subprocess
+    import sys
+
+    from clasr.distributed import launch_command, launched
+
+    if launched():
+        _fail("--processes starts the processes itself; under accelerate launch or torchrun leave it out")
+    arguments = sys.argv[1:]
+    for i, arg in enumerate(arguments):
+        if arg == "--processes" or arg.startswith("--processes="):
+            del arguments[i : i + (2 if arg == "--processes" else 1)]
+            break
+    raise typer.Exit(code=subprocess.call(launch_command(processes, arguments)))
 
 
 @app.command("eval")

@@ -18,6 +18,7 @@ from clasr.atomic import write_text
 from clasr.data.batching import SpeechCollator, duration_batches, load_utterance_audio, prompt_ids
 from clasr.data.manifest import Utterance
 from clasr.decoding import DecodeLimits
+from clasr.distributed import gather, is_main_process, shard
 from clasr.engines import DEFAULT_ENGINE, ComputeType, Engine, greedy_decoder
 from clasr.metrics.text import get_normalizer
 from clasr.metrics.wer import CorpusScore, bootstrap_ci, corpus_score, score_utterance
@@ -79,6 +80,10 @@ def transcribe(
 
     ``engine``: clasr's torch decoder or the same greedy decoding in CTranslate2
     (:mod:`clasr.engines`; ``compute_type`` float32, or int8 at some WER cost).
+
+    In a multi-process run (:mod:`clasr.distributed`) every process must call this: each
+    decodes every n-th batch (the batches are those of one process, so each utterance is
+    decoded in the same batch and gets the same hypothesis), and every process gets all results.
     """
     limits = limits or DecodeLimits()
     model, tokenizer = bundle.model, bundle.tokenizer
@@ -91,9 +96,11 @@ def transcribe(
     model.eval()
     decode = greedy_decoder(model, tokenizer, engine, compute_type)
     results: list[tuple[str, bool, str] | None] = [None] * len(utterances)
-    batches = duration_batches([u.duration for u in utterances], batch_size)
+    batches = shard(duration_batches([u.duration for u in utterances], batch_size))
     with progress_bar() as progress:
-        task = progress.add_task(description, total=len(utterances), info="")
+        task = progress.add_task(
+            description, total=sum(map(len, batches)), info="", visible=is_main_process()
+        )
         for indices in batches:
             batch = [utterances[i] for i in indices]
             feats, _ = collator.features([load_utterance_audio(u) for u in batch])
@@ -112,6 +119,8 @@ def transcribe(
                     results[indices[k]] = (text, out.hit_token_limit, lang)
             progress.advance(task, len(batch))
     model.train(was_training)
+    for index, result in gather([(i, result) for i, result in enumerate(results) if result is not None]):
+        results[index] = result
     return results  # type: ignore[return-value]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -12,7 +14,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+# In a multi-process run (torchrun / accelerate launch set RANK) only the main process logs.
+console = Console(stderr=True, quiet=os.environ.get("RANK", "0") != "0")
 
 
 def progress_bar() -> Progress:

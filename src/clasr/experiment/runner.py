@@ -15,13 +15,14 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import yaml
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from clasr.adapters import extra_loss as adapter_extra_loss
-from clasr.adapters.session import task_adapters
+from clasr.adapters.session import task_adapters, training_set
 from clasr.atomic import atomic_path, remove_orphans, write_json, write_text
-from clasr.data.batching import SpeechCollator
+from clasr.data.batching import SpeechCollator, utterance_languages
+from clasr.distributed import is_main_process, process_state
 from clasr.evaluate import evaluate, write_hypotheses
 from clasr.experiment.checkpoint import RunState, commit, commit_bytes, load_state, restore
 from clasr.experiment.disk import model_bytes, require_free_space
@@ -147,7 +148,8 @@ def evaluate_row(
                 metric=eval_set.metric,
                 **decoding_settings(config),
             )
-        write_hypotheses(out / "hyps" / name / f"{eval_set.key.replace('/', '_')}.jsonl", result.rows)
+        if is_main_process():  # every process decodes its share of the set; one writes
+            write_hypotheses(out / "hyps" / name / f"{eval_set.key.replace('/', '_')}.jsonl", result.rows)
         cells[eval_set.key] = result.summary()
         console.print(
             f"{name} {eval_set.key}: {result.metric.upper()} {100 * result.error_rate:.2f}%"
@@ -184,7 +186,7 @@ def run_task(
 ) -> dict:
     """Train on task ``index`` (1-based) and apply the strategy; returns the row's training facts."""
     task = config.tasks[index - 1]
-    collator = _task_collator(bundle, config, task)
+    collator = _task_collator(bundle, config, task, sets, config.tasks[: index - 1])
     earlier = [(t.name, sets.train[t.name]) for t in config.tasks[: index - 1]]
     context = TaskContext(index, task.name, sets.train[task.name], collator, config.seed + index, earlier)
     start = time.perf_counter()
@@ -192,7 +194,7 @@ def run_task(
     before = time.perf_counter() - start
     utterances = strategy.training_utterances(context)
     adapting = (
-        task_adapters(bundle.model, config.adapter, len(utterances), out / "adapters" / f"task{index}_{task.name}")
+        task_adapters(bundle.model, config.adapter, training_set(utterances, collator), out / "adapters" / f"task{index}_{task.name}")
         if config.adapter
         else nullcontext({})
     )
@@ -210,6 +212,8 @@ def run_task(
             description=f"task {index} {task.name}",
             on_step=guard.after_step if guard else None,
         )
+        if config.adapter:
+            strategy.adapters_trained(bundle.model, context)
     start = time.perf_counter()
     facts = strategy.after_task(bundle.model, context)
     after = time.perf_counter() - start
@@ -237,8 +241,8 @@ def decoding_settings(config: ExperimentConfig) -> dict:
 
 
 def guard_scorer(bundle: WhisperBundle, config: ExperimentConfig) -> Scorer:
-    """The guard's WER of the model as it is now on a guarded set, decoded and scored as
-    every evaluation set is (the run's evaluation settings)."""
+    """The guard's error rate (the set's metric) of the model as it is now on a guarded set,
+    decoded and scored as every evaluation set is (the run's evaluation settings)."""
 
     def score(guarded_set: GuardedSet) -> float:
         return evaluate(
@@ -247,8 +251,9 @@ def guard_scorer(bundle: WhisperBundle, config: ExperimentConfig) -> Scorer:
             guarded_set.normalizer,
             description=f"guard {guarded_set.name}",
             language=guarded_set.language,
+            metric=guarded_set.metric,
             **decoding_settings(config),
-        ).score.wer
+        ).error_rate
 
     return score
 
@@ -283,15 +288,19 @@ def export_model(bundle: WhisperBundle, target: Path) -> None:
         windowed_feature_extractor(bundle.feature_extractor, bundle.window_frames).save_pretrained(tmp)
 
 
-def _task_collator(bundle: WhisperBundle, config: ExperimentConfig, task) -> SpeechCollator:
+def _task_collator(bundle: WhisperBundle, config: ExperimentConfig, task, sets: ExperimentSets, earlier=()) -> SpeechCollator:
     """The collator task ``task`` trains with: its language in the prompt, targets bounded by the
-    decoder's positions (the screen before a run checks transcripts with the same one)."""
+    decoder's positions (the screen before a run checks transcripts with the same one); the
+    training utterances of the ``earlier`` tasks (which ER and joint training replay) keep
+    their own task's language."""
+    language = lambda t: prompt_language(bundle.model, bundle.tokenizer, config.set_language(t.language))  # noqa: E731
     return SpeechCollator(
         bundle.feature_extractor,
         bundle.tokenizer,
         bundle.window_frames,
         max_target_positions=bundle.model.config.max_target_positions,
-        language=prompt_language(bundle.model, bundle.tokenizer, config.set_language(task.language)),
+        language=language(task),
+        languages=utterance_languages([(t.name, language(t), sets.train[t.name]) for t in [*earlier, task]]),
     )
 
 
@@ -339,7 +348,7 @@ def run_experiment(config: ExperimentConfig, foundation_from: Path | None = None
     left there are removed first.
     """
     out = Path(config.output_dir)
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:
         return _run(config, foundation_from)
     with run_lock(out) as stale:
         if stale:
@@ -364,7 +373,7 @@ def _run(config: ExperimentConfig, foundation_from: Path | None) -> dict:
     sets = load_sets(config)
     fingerprints = sets.fingerprints()
     check_same_data(state, fingerprints)
-    main = PartialState().is_main_process
+    main = process_state().is_main_process
     if state.rows_done == len(config.tasks) + 1 and (out / "model").exists():
         console.print(f"{out}: every row is done and the model exported; nothing to do")
         if not main:
@@ -380,7 +389,7 @@ def _run(config: ExperimentConfig, foundation_from: Path | None) -> dict:
     check_languages(config, bundle)
     strategy = build_strategy(config.strategy)
     accelerator = Accelerator()
-    screen_sets(sets, {task.name: _task_collator(bundle, config, task) for task in config.tasks})
+    screen_sets(sets, {task.name: _task_collator(bundle, config, task, sets, config.tasks[:i]) for i, task in enumerate(config.tasks)})
     skipped = sets.bad_row_counts()
     state.config, state.data = config.to_plain(), fingerprints
     if main:  # evaluation and every write happen once, on the main process
@@ -408,13 +417,13 @@ def _run(config: ExperimentConfig, foundation_from: Path | None) -> dict:
                 _require_space_for_task(out, bundle, strategy, last=index == len(config.tasks))
             row = {"label": f"after {config.tasks[index - 1].name}"}
             row.update(run_task(bundle, strategy, sets, config, accelerator, index, out))
-        view = strategy.extra_view(bundle.model)  # asked on every process, so none keeps it; scored on the main one
+        view = strategy.extra_view(bundle.model)  # every process scores its share of each set
+        row["cells"] = evaluate_row(bundle, sets, config, out, index, strategy)
+        if view is not None:
+            label, deployed = view
+            with deployed:
+                row["view"] = {"label": label, "cells": evaluate_row(bundle, sets, config, out, index, strategy, True)}
         if main:
-            row["cells"] = evaluate_row(bundle, sets, config, out, index, strategy)
-            if view is not None:
-                label, deployed = view
-                with deployed:
-                    row["view"] = {"label": label, "cells": evaluate_row(bundle, sets, config, out, index, strategy, True)}
             row["seconds"] = time.perf_counter() - start
             state.rows.append(row)
             commit(out, state, bundle.model if index > 0 else None, strategy.state_dict())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clasr.distributed import is_main_process
 from clasr.experiment.config import ConfigError, ExperimentConfig
 from clasr.experiment.runner import run_experiment
 from clasr.progress import console
@@ -54,6 +55,8 @@ def run_seeds(config: ExperimentConfig, seeds: list[int], foundation_from: Path 
         console.rule(f"seed {seed} ({index + 1} of {len(seeds)})")
         source = first if index else (foundation_source(foundation_from) if foundation_from else None)
         run_experiment(seed_config(config, seed), foundation_from=source)
+    if not is_main_process():  # the aggregate is written once
+        return {}
     try:
         return write_sweep_results(out, list(seeds))
     except ValueError as error:  # a seed folder's files are unusable
