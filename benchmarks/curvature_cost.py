@@ -22,19 +22,19 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from clasr.curvature.kfac import collect_kfac
 from clasr.data.batching import SpeechCollator, make_loader
 from clasr.data.manifest import Selection, read_dataset
 from clasr.models.whisper import load_whisper
+from clasr.strategies.ihr import whisper_kfac
 from clasr.train import TrainConfig, train_task
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "arctic_kathleen_mini"
 
 
 def kfac_seconds(bundle, loader, batches: int, bf16: bool):
-    collect_kfac(bundle.model, loader, max_batches=1, bf16=bf16)  # warm-up
+    whisper_kfac(bundle.model, loader, max_batches=1, bf16=bf16)  # warm-up
     start = time.perf_counter()
-    factors = collect_kfac(bundle.model, loader, max_batches=batches, bf16=bf16)
+    factors = whisper_kfac(bundle.model, loader, max_batches=batches, bf16=bf16)
     return (time.perf_counter() - start) / batches, factors
 
 

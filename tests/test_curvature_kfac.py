@@ -19,17 +19,16 @@ from clasr.curvature import (
     EigenInverse,
     KFACCollector,
     KFACFactors,
-    collect_kfac,
     damped_solve,
+    kronecker_damping,
+    kronecker_solve,
     mean_eigenvalue,
     pi_damping,
-    sample_labels,
-    whisper_kind,
-    whisper_linear_layers,
-    whisper_masks,
 )
 from clasr.data.batching import IGNORE_INDEX, SpeechBatch
-from clasr.train import token_cross_entropy
+from clasr.models.positions import whisper_linear_layers
+from clasr.models.teacher_forcing import token_loss
+from clasr.strategies.ihr import whisper_kfac
 
 FRAMES = 40  # 0.4 s window → 20 encoder positions
 
@@ -106,7 +105,7 @@ def brute_force(model: nn.Module, batch: SpeechBatch) -> KFACFactors:
     for h in handles:
         h.remove()
     n_scored = int((batch.labels != IGNORE_INDEX).sum())
-    token_cross_entropy(logits, batch.labels).backward()
+    token_loss(logits, batch.labels).backward()
     model.zero_grad(set_to_none=True)
 
     encoder_len = [(n + 2 - 3) // 2 + 1 for n in batch.feature_lengths.tolist()]  # conv2: k=3, s=2, p=1
@@ -132,7 +131,7 @@ def test_factors_equal_brute_force_with_padding(model):
     batch = speech_batch([utterance(1, 13, 3), utterance(2, 40, 6), utterance(3, 7, 1)], width=10)
     batch.input_features = batch.input_features.double()
     expected = brute_force(model, batch)
-    factors = collect_kfac(model, [batch])
+    factors = whisper_kfac(model, [batch])
     assert set(factors.A) == set(expected.A) and "proj_out" not in factors.A
     assert factors.counts["model.encoder.layers.0.fc1"] == 7 + 20 + 4
     assert factors.counts["model.decoder.layers.1.encoder_attn.k_proj"] == 7 + 20 + 4
@@ -140,19 +139,9 @@ def test_factors_equal_brute_force_with_padding(model):
     assert_same_factors(factors, expected, 1e-6)
 
 
-def test_whisper_kinds_and_masks():
-    assert whisper_kind("model.encoder.layers.3.fc1") == "encoder"
-    assert whisper_kind("model.decoder.layers.0.encoder_attn.v_proj") == "encoder"
-    assert whisper_kind("model.decoder.layers.0.encoder_attn.q_proj") == "decoder"
-    assert whisper_kind("model.decoder.layers.0.self_attn.k_proj") == "decoder"
-    masks = whisper_masks(speech_batch([utterance(1, 13, 3), utterance(2, 40, 6)]))
-    assert masks["encoder"].sum(1).tolist() == [7, 20]
-    assert masks["decoder"].sum(1).tolist() == [3, 6]
-
-
 def test_collection_leaves_the_model_untouched(model):
     batch = speech_batch([utterance(1, 13, 3), utterance(2, 21, 2)])
-    reference = collect_kfac(model, [batch])
+    reference = whisper_kfac(model, [batch])
     frozen = model.get_submodule("model.decoder.layers.0.fc1").weight
     frozen.requires_grad_(False)
     sentinel = model.get_submodule("model.encoder.layers.0.fc2").weight
@@ -160,7 +149,7 @@ def test_collection_leaves_the_model_untouched(model):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
     try:
-        assert_same_factors(collect_kfac(model, [batch]), reference, 1e-6)
+        assert_same_factors(whisper_kfac(model, [batch]), reference, 1e-6)
         assert model.training and not frozen.requires_grad
         assert torch.equal(sentinel.grad, torch.full_like(sentinel, 7.0))
         assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
@@ -176,8 +165,8 @@ def test_collection_leaves_the_model_untouched(model):
 
 def test_whisper_padding_and_batching_do_not_change_factors(model):
     u1, u2 = utterance(1, 13, 3), utterance(2, 33, 6)
-    alone = collect_kfac(model, [speech_batch([u1]), speech_batch([u2])])
-    together = collect_kfac(model, [speech_batch([u2, u1], width=12, garbage_seed=5)])
+    alone = whisper_kfac(model, [speech_batch([u1]), speech_batch([u2])])
+    together = whisper_kfac(model, [speech_batch([u2, u1], width=12, garbage_seed=5)])
     assert_same_factors(together, alone, 1e-5)
 
 
@@ -262,23 +251,16 @@ def test_factors_match_curvlinops_kfac_expand_empirical():
 def test_sampled_fisher_is_seeded_and_differs_from_empirical(model):
     batch = speech_batch([utterance(1, 13, 3), utterance(2, 21, 4)])
     layers = {k: v for k, v in whisper_linear_layers(model).items() if k.startswith("model.decoder.layers.1")}
-    sampled = collect_kfac(model, [batch], layers, fisher="sampled", seed=3)
-    assert_same_factors(collect_kfac(model, [batch], layers, fisher="sampled", seed=3), sampled, 0.0)
-    other_seed = collect_kfac(model, [batch], layers, fisher="sampled", seed=4)
-    empirical = collect_kfac(model, [batch], layers)
+    sampled = whisper_kfac(model, [batch], layers=layers, fisher="sampled", seed=3)
+    assert_same_factors(whisper_kfac(model, [batch], layers=layers, fisher="sampled", seed=3), sampled, 0.0)
+    other_seed = whisper_kfac(model, [batch], layers=layers, fisher="sampled", seed=4)
+    empirical = whisper_kfac(model, [batch], layers=layers)
     name = "model.decoder.layers.1.fc2"
     assert relative_error(other_seed.G[name], sampled.G[name]) > 1e-3
     assert relative_error(empirical.G[name], sampled.G[name]) > 1e-3
     assert torch.equal(empirical.A[name], sampled.A[name])
     with pytest.raises(ValueError):
-        collect_kfac(model, [batch], layers, fisher="type-2")
-
-
-def test_sampled_labels_keep_ignored_positions():
-    labels = torch.tensor([[IGNORE_INDEX, 1, 2], [IGNORE_INDEX, IGNORE_INDEX, 0]])
-    drawn = sample_labels(torch.randn(2, 3, 6), labels, torch.Generator().manual_seed(0))
-    assert torch.equal(drawn == IGNORE_INDEX, labels == IGNORE_INDEX)
-    assert ((drawn >= 0) & (drawn < 6)).sum() == 3
+        whisper_kfac(model, [batch], layers=layers, fisher="type-2")
 
 
 # ---------------------------------------------------------------- damping and inverse
@@ -309,6 +291,33 @@ def test_cholesky_solve_falls_back_when_round_off_makes_a_block_indefinite():
     dW = torch.from_numpy(rng.standard_normal((4, 5)))
     expected = EigenInverse(A, G).solve(dW, 1e-8)  # negative eigenvalue clamped, damping far below it
     torch.testing.assert_close(damped_solve(A, G, dW, 1e-8), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_every_solve_damps_with_the_same_rule():
+    """One (λ_A, λ_G) per pair, from the traces of the factors as stored — also for a factor
+    whose round-off left a negative eigenvalue (the eigen path once took the clamped mean)."""
+    rng = np.random.default_rng(5)
+    A, G = psd(rng, 5, 2), psd(rng, 4, 4)
+    A = A - 1e-2 * float(A.trace()) * torch.diag(torch.tensor([0.0, 0, 0, 0, 1], dtype=A.dtype))
+    assert float(torch.linalg.eigvalsh(A).min()) < 0
+    rule = kronecker_damping(A, G, 0.1)
+    assert rule == pi_damping(float(A.trace()) / 5, float(G.trace()) / 4, 0.1)
+    assert EigenInverse(A, G).damping(0.1) == rule
+
+
+def test_conjugate_gradient_and_closed_form_agree_on_repeated_pairs():
+    """Σ_k over two copies of one pair is twice the pair: CG must give half the closed form."""
+    rng = np.random.default_rng(6)
+    A, G = psd(rng, 5, 3), psd(rng, 4, 2)
+    dW = torch.from_numpy(rng.standard_normal((4, 5)))
+    closed, residual = kronecker_solve([(A, G)], dW, 1e-2)
+    assert residual == 0.0
+    torch.testing.assert_close(closed, EigenInverse(A, G).solve(dW, 1e-2), rtol=1e-9, atol=1e-12)
+    X, residual = kronecker_solve([(A, G), (A, G)], dW, 1e-2, tolerance=1e-12, max_iterations=100)
+    assert residual <= 1e-10
+    torch.testing.assert_close(X, closed / 2, rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="no Kronecker pair"):
+        kronecker_solve([], dW, 1e-2)
 
 
 def test_pi_damping_splits_total_damping():
@@ -384,8 +393,8 @@ def test_memory_and_sum_over_tasks():
 
 def test_bf16_autocast_factors_stay_close_to_fp32(model):
     batch = speech_batch([utterance(1, 13, 3), utterance(2, 21, 2)])
-    exact = collect_kfac(model, [batch])
-    approx = collect_kfac(model, [batch], bf16=True)
+    exact = whisper_kfac(model, [batch])
+    approx = whisper_kfac(model, [batch], bf16=True)
     assert approx.counts == exact.counts
     for name in exact.A:
         assert relative_error(approx.A[name], exact.A[name]) < 0.05

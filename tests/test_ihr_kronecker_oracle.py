@@ -12,11 +12,11 @@ import pytest
 import scipy.linalg
 import torch
 
-from clasr.curvature.damping import mean_eigenvalue, pi_damping
+from clasr.curvature import solve
+from clasr.curvature.damping import kronecker_damping
 from clasr.data.batching import SpeechCollator
 from clasr.data.manifest import Selection, read_dataset
 from clasr.models.whisper import tiny_random_whisper
-from clasr.strategies import ihr
 from clasr.strategies.base import TaskContext
 from clasr.strategies.ihr import IHRConfig, InverseHessianRegularization
 from conftest import nudge, write_dataset
@@ -44,7 +44,7 @@ def tasks(tmp_path_factory):
 
 def _damped(A: torch.Tensor, G: torch.Tensor, damping: float) -> tuple[np.ndarray, np.ndarray]:
     a, g = A.double(), G.double()
-    lam_a, lam_g = pi_damping(mean_eigenvalue(a), mean_eigenvalue(g), damping)
+    lam_a, lam_g = kronecker_damping(a, g, damping)
     return a.numpy() + lam_a * np.eye(len(a)), g.numpy() + lam_g * np.eye(len(g))
 
 
@@ -82,8 +82,8 @@ def test_third_task_merge_equals_the_kronecker_sum_solve(tasks, past, monkeypatc
     collect = strategy._collect
     monkeypatch.setattr(strategy, "_collect", lambda model, task: collected.append(collect(model, task)) or collected[-1])
     cg_calls = []
-    cg = ihr.conjugate_gradient
-    monkeypatch.setattr(ihr, "conjugate_gradient", lambda *a, **k: cg_calls.append(1) or cg(*a, **k))
+    cg = solve.conjugate_gradient
+    monkeypatch.setattr(solve, "conjugate_gradient", lambda *a, **k: cg_calls.append(1) or cg(*a, **k))
     model = tiny_random_whisper(seed=5).model
     for task in tasks:
         strategy.before_task(model, task)

@@ -12,7 +12,8 @@ from clasr.data.batching import IGNORE_INDEX
 from clasr.data.manifest import Utterance
 from clasr.models.whisper import tiny_random_whisper
 from clasr.strategies.base import TaskContext
-from clasr.strategies.ewc import ElasticWeightConsolidation, EWCConfig, accumulate, diagonal_fisher, ewc_penalty
+from clasr.curvature.fisher import diagonal_fisher
+from clasr.strategies.ewc import ElasticWeightConsolidation, EWCConfig, accumulate, ewc_penalty
 from clasr.strategies.frozen import FrozenPart, FrozenPartConfig
 from clasr.strategies.joint import JointConfig, JointTraining
 from clasr.strategies.lwf import LearningWithoutForgetting, LwFConfig, distillation_loss

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import get_scheduler
 
-from clasr.data.batching import IGNORE_INDEX, SpeechBatch, SpeechCollator, batch_stream, duration_batches
+from clasr.data.batching import SpeechBatch, SpeechCollator, batch_stream, duration_batches
 from clasr.data.manifest import Utterance
+from clasr.models.teacher_forcing import teacher_forced_logits, token_loss
 from clasr.precision import BF16Setting, use_bf16
 from clasr.progress import progress_bar
 
@@ -109,11 +109,6 @@ class TrainStats:
             "last_loss_mean10": sum(tail) / len(tail) if tail else None,
             "skipped_steps": self.skipped_steps,
         }
-
-
-def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the label positions that are scored (labels ≠ IGNORE_INDEX)."""
-    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
 
 
 def accumulation_groups(batches: list[list[int]], config: TrainConfig) -> list[list[list[int]]]:
@@ -264,10 +259,8 @@ def _backward(
     loss and what makes it unusable (see :func:`_loss_problem`), if anything."""
     with accelerator.no_sync(wrapped) if not sync else nullcontext():
         with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=use_bf16(config.bf16, accelerator.device)):
-            logits = wrapped(
-                input_features=batch.input_features, decoder_input_ids=batch.decoder_input_ids, use_cache=False
-            ).logits
-            loss = cross_entropy = token_cross_entropy(logits, batch.labels)
+            logits = teacher_forced_logits(wrapped, batch)
+            loss = cross_entropy = token_loss(logits, batch.labels)
             if extra_loss is not None:
                 extra = extra_loss(accelerator.unwrap_model(wrapped), batch, logits)
                 if extra is not None:

@@ -1,39 +1,40 @@
-"""Curvature: masked K-FAC factors of Linear layers and their damped inverses.
+"""Curvature: masked K-FAC factors of Linear layers, diagonal Fisher, damping and the solves.
 
-Standalone: knows nothing about strategies. :func:`collect_kfac` measures the factors of a
-Whisper model on speech batches, :class:`KFACFactors` stores them (safetensors), and
-:class:`EigenInverse` applies (G + λ_G I)⁻¹ · (A + λ_A I)⁻¹ with π-split relative damping
-(:func:`damped_solve`: the same for one update, by Cholesky).
+Standalone: knows nothing about strategies or Whisper — only linear layers, masks and a
+loss. :func:`collect_kfac` measures the factors of the given layers on batches,
+:class:`KFACFactors` stores them (safetensors), :func:`diagonal_fisher` squares per-example
+gradients, :func:`kronecker_damping` is the one damping rule, and :func:`kronecker_solve`
+solves Σ_k (G_k + λ_G,k I) X (A_k + λ_A,k I) = ΔW (closed form for one pair, CG for several).
 """
 
-from clasr.curvature.damping import DAMPING_FLOOR, EigenInverse, damped_solve, mean_eigenvalue, pi_damping
-from clasr.curvature.kfac import (
-    KFACCollector,
-    KFACFactors,
-    Masks,
-    collect_kfac,
-    encoder_positions,
-    sample_labels,
-    summed_token_cross_entropy,
-    whisper_kind,
-    whisper_linear_layers,
-    whisper_masks,
+from clasr.curvature.damping import DAMPING_FLOOR, kronecker_damping, mean_eigenvalue, pi_damping
+from clasr.curvature.fisher import ExampleLoss, diagonal_fisher
+from clasr.curvature.kfac import KFACCollector, KFACFactors, Masks, collect_kfac, eval_mode
+from clasr.curvature.solve import (
+    EigenInverse,
+    KroneckerPair,
+    conjugate_gradient,
+    damped_solve,
+    kronecker_solve,
+    psd_projection,
 )
 
 __all__ = [
     "DAMPING_FLOOR",
     "EigenInverse",
+    "ExampleLoss",
     "KFACCollector",
     "KFACFactors",
+    "KroneckerPair",
     "Masks",
     "collect_kfac",
+    "conjugate_gradient",
     "damped_solve",
-    "encoder_positions",
+    "diagonal_fisher",
+    "eval_mode",
+    "kronecker_damping",
+    "kronecker_solve",
     "mean_eigenvalue",
     "pi_damping",
-    "sample_labels",
-    "summed_token_cross_entropy",
-    "whisper_kind",
-    "whisper_linear_layers",
-    "whisper_masks",
+    "psd_projection",
 ]

@@ -18,14 +18,10 @@ real and scored. A carries no homogeneous 1 for the bias (curvlinops'
 Padding never enters: the input rows and output-gradient rows of a layer are selected by
 a boolean mask of the layer's *sequence kind* (each tracked Linear has one kind, and each
 batch brings one mask per kind), and the rows outside it are dropped, never weighted by 0.
-For Whisper the kind of a Linear is the sequence its input rows belong to: every encoder
-layer and the decoder's cross-attention ``k_proj``/``v_proj`` (they read encoder states)
-are "encoder"; the rest of the decoder is "decoder". An encoder position is real when it
-covers audio (see :func:`encoder_positions`), a decoder position when its label is scored.
-
-Fisher types: ``empirical`` differentiates the loss of the true labels; ``sampled`` that
-of labels drawn once per scored position from the model's own predictive distribution
-(teacher forcing: the decoder inputs stay as given), with a seeded generator.
+This module knows only linear layers, their kinds, masks and a summed loss; which layers a
+model has, which sequence each reads and which positions are real is the model's business
+(Whisper's are in ``clasr.models``), as is the loss, with the labels of an empirical or a
+sampled Fisher.
 """
 
 from __future__ import annotations
@@ -36,20 +32,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
-from typing import Callable, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from clasr.atomic import atomic_path
-from clasr.data.batching import IGNORE_INDEX, SpeechBatch
 
 Masks = dict[str, torch.Tensor]  # sequence kind → boolean (B, T) mask, True at real positions
-FisherType = Literal["empirical", "sampled"]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Batch = Any  # whatever the model's loss reads; must have .to(device)
 
 _FORMAT = "clasr.kfac/1"
 
@@ -205,97 +198,30 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def encoder_positions(frames: torch.Tensor | int) -> torch.Tensor | int:
-    """Encoder positions produced from ``frames`` log-mel frames.
-
-    Whisper's conv1 (k=3, s=1, p=1) keeps n; conv2 (k=3, s=2, p=1) gives
-    ⌊(n + 2 − 3)/2⌋ + 1 = ⌈n/2⌉. Position p is real iff p < ⌈n/2⌉ (its centre frame 2p < n).
-    """
-    return (frames + 1) // 2
-
-
-def whisper_kind(name: str) -> str:
-    """The sequence kind of a Whisper Linear from its module name: "encoder" for the encoder
-    and the decoder's cross-attention ``k_proj``/``v_proj`` (their inputs are encoder
-    states), "decoder" for everything else."""
-    parts = name.split(".")
-    reads_encoder = any(a == "encoder_attn" and b in ("k_proj", "v_proj") for a, b in zip(parts, parts[1:]))
-    return "encoder" if "encoder" in parts or reads_encoder else "decoder"
-
-
-def whisper_masks(batch: SpeechBatch) -> Masks:
-    """Real positions of a batch: encoder positions that cover audio, decoder positions with a
-    scored label."""
-    positions = torch.arange(encoder_positions(batch.input_features.shape[-1]), device=batch.feature_lengths.device)
-    return {
-        "encoder": positions[None, :] < encoder_positions(batch.feature_lengths)[:, None],
-        "decoder": batch.labels != IGNORE_INDEX,
-    }
-
-
-def whisper_linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
-    """Default tracked layers: every nn.Linear except ``proj_out`` (the vocabulary projection,
-    tied to the token embeddings; its G would be vocab × vocab)."""
-    return {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and name.split(".")[-1] != "proj_out"
-    }
-
-
-def summed_token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """L = Σ_i −log p(label_i) over the scored positions (labels ≠ IGNORE_INDEX)."""
-    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
-
-
-def sample_labels(logits: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One label per scored position drawn from softmax(logits); unscored positions keep IGNORE_INDEX."""
-    scored = labels != IGNORE_INDEX
-    probs = logits.detach()[scored].float().softmax(-1)
-    sampled = labels.clone()
-    sampled[scored] = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    return sampled
-
-
 def collect_kfac(
     model: nn.Module,
-    batches: Iterable[SpeechBatch],
-    layers: dict[str, nn.Linear] | None = None,
-    fisher: FisherType = "empirical",
+    batches: Iterable[Batch],
+    layers: dict[str, nn.Linear],
+    kinds: dict[str, str],
+    masks: Callable[[Batch], Masks],
+    summed_loss: Callable[[Batch], torch.Tensor],
     max_batches: int | None = None,
-    seed: int = 0,
-    loss_fn: LossFn = summed_token_cross_entropy,
     bf16: bool = False,
 ) -> KFACFactors:
-    """K-FAC factors of a Whisper model on (at most ``max_batches`` of) ``batches``.
+    """K-FAC factors of ``layers`` (kinds ``kinds``) on (at most ``max_batches`` of) ``batches``.
 
-    ``layers`` defaults to :func:`whisper_linear_layers`; kinds come from :func:`whisper_kind`
-    and masks from :func:`whisper_masks`. ``loss_fn(logits, labels)`` must return the loss
-    *summed* over the scored positions. Runs in eval mode on the model's device; the model
-    is left unchanged. ``bf16`` runs the forward and backward passes under bfloat16
-    autocast (as training does); the products are still formed in float32.
+    Each batch is moved to the model's device; ``masks(batch)`` gives each kind's real
+    positions and ``summed_loss(batch)`` runs the model and returns the loss *summed* over
+    the scored terms. Runs in eval mode; the model is left unchanged. ``bf16`` runs the
+    forward and backward passes under bfloat16 autocast (as training does); the products
+    are still formed in float32.
     """
-    if fisher not in ("empirical", "sampled"):
-        raise ValueError(f"fisher must be 'empirical' or 'sampled', got {fisher!r}")
-    layers = whisper_linear_layers(model) if layers is None else layers
-    collector = KFACCollector(layers, {name: whisper_kind(name) for name in layers})
+    collector = KFACCollector(layers, kinds)
     device = next(model.parameters()).device
-    generator = torch.Generator(device).manual_seed(seed)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     with eval_mode(model):
         for batch in islice(batches, max_batches):
             batch = batch.to(device)
             with autocast:
-                collector.step(whisper_masks(batch), partial(batch_loss, model, batch, fisher, generator, loss_fn))
+                collector.step(masks(batch), partial(summed_loss, batch))
     return collector.factors()
-
-
-def batch_loss(
-    model: nn.Module, batch: SpeechBatch, fisher: FisherType, generator: torch.Generator, loss_fn: LossFn
-) -> torch.Tensor:
-    """``loss_fn`` of the batch's logits against its labels (empirical) or labels sampled from
-    the model at the scored positions (sampled); teacher forcing keeps the decoder inputs."""
-    features, inputs = batch.input_features, batch.decoder_input_ids
-    logits = model(input_features=features, decoder_input_ids=inputs, use_cache=False).logits
-    labels = batch.labels if fisher == "empirical" else sample_labels(logits, batch.labels, generator)
-    return loss_fn(logits, labels)

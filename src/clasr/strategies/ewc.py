@@ -37,19 +37,18 @@ from __future__ import annotations
 
 import random
 from functools import partial
-from typing import Callable, Iterable, Iterator, Literal, Sequence
+from typing import Iterable, Iterator, Literal, Sequence
 
 import torch
 from pydantic import Field
 
 from clasr.adapters.inject import adapter_modules
-from clasr.curvature.kfac import batch_loss, eval_mode, summed_token_cross_entropy
-from clasr.data.batching import IGNORE_INDEX, SpeechBatch, SpeechCollator
+from clasr.curvature.fisher import ExampleLoss, diagonal_fisher
+from clasr.curvature.kfac import eval_mode
+from clasr.data.batching import SpeechBatch, SpeechCollator
 from clasr.data.manifest import Utterance
+from clasr.models.teacher_forcing import fisher_loss, scored_tokens
 from clasr.strategies.base import Strategy, StrategySettings, TaskContext
-
-# One example for the Fisher: runs the model, returns its summed loss and its number of terms.
-ExampleLoss = Callable[[], tuple[torch.Tensor, int]]
 
 
 class EWCConfig(StrategySettings):
@@ -62,20 +61,6 @@ class EWCConfig(StrategySettings):
     gamma: float = Field(1.0, ge=0, le=1, description="decay γ: F̃_t = γ F̃_{t−1} + F_t")
     fisher: Literal["empirical", "sampled"] = "empirical"
     fisher_utterances: int = Field(64, ge=1, description="training utterances (batches of one) behind F_t")
-
-
-def diagonal_fisher(params: dict[str, torch.Tensor], examples: Iterable[ExampleLoss]) -> dict[str, torch.Tensor]:
-    """F = Σ_n (∂ℓ_n/∂θ)² / Σ_n M_n over ``examples`` returning (ℓ_n, M_n); ``.grad`` is untouched."""
-    sums = {name: torch.zeros_like(p) for name, p in params.items()}
-    terms = 0
-    for example in examples:
-        loss, count = example()
-        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        for name, grad in zip(params, grads):
-            if grad is not None:
-                sums[name] += grad.detach().square()
-        terms += count
-    return {name: s / terms for name, s in sums.items()}
 
 
 def accumulate(
@@ -122,12 +107,11 @@ def whisper_examples(
     """One :data:`ExampleLoss` per utterance of a seeded random subset of ``fisher_utterances``."""
     chosen = random.Random(seed).sample(range(len(utterances)), min(config.fisher_utterances, len(utterances)))
     device = next(model.parameters()).device
-    generator = torch.Generator(device).manual_seed(seed)
+    summed_loss = fisher_loss(model, config.fisher, seed)
 
     def example(index: int) -> tuple[torch.Tensor, int]:
         batch = collator([utterances[index]], [index]).to(device)
-        loss = batch_loss(model, batch, config.fisher, generator, summed_token_cross_entropy)
-        return loss, int((batch.labels != IGNORE_INDEX).sum())
+        return summed_loss(batch), scored_tokens(batch.labels)
 
     return (partial(example, i) for i in chosen)
 

@@ -30,14 +30,16 @@ data is not available to a memory-free method.
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Iterable, Literal
 
 import torch
 from pydantic import Field
 
-from clasr.curvature.damping import EigenInverse, damped_solve, mean_eigenvalue, pi_damping, psd_projection
-from clasr.curvature.kfac import KFACFactors, collect_kfac, whisper_linear_layers
-from clasr.data.batching import make_loader
+from clasr.curvature.kfac import KFACFactors, collect_kfac
+from clasr.curvature.solve import kronecker_solve
+from clasr.data.batching import SpeechBatch, make_loader
+from clasr.models.positions import whisper_kinds, whisper_linear_layers, whisper_masks
+from clasr.models.teacher_forcing import FisherType, fisher_loss
 from clasr.precision import BF16Setting, use_bf16
 from clasr.strategies.base import Strategy, StrategySettings, TaskContext, trainable_snapshot
 
@@ -61,47 +63,18 @@ class IHRConfig(StrategySettings):
     cg_max_iterations: int = Field(200, ge=1)
 
 
-def conjugate_gradient(
-    factors: list[tuple[torch.Tensor, torch.Tensor]], dW: torch.Tensor, damping: float,
-    preconditioner: EigenInverse, tolerance: float, max_iterations: int,
-) -> tuple[torch.Tensor, float]:
-    """X with Σ_k (G_k + λ_G,k I) X (A_k + λ_A,k I) = dW by preconditioned CG (float64).
-
-    Each task's damping is π-split relative to its own factors' mean eigenvalues, and each
-    factor is first projected onto the PSD cone (:func:`psd_projection`). The
-    operator is symmetric positive definite (a sum of Kronecker products of SPD matrices)
-    in the Frobenius inner product; the summed-factor inverse preconditions it. Returns X
-    and the relative residual ‖L(X) − dW‖_F / ‖dW‖_F.
-    """
-    damped = []
-    for A, G in factors:
-        A, G = psd_projection(A), psd_projection(G)
-        lam_a, lam_g = pi_damping(mean_eigenvalue(A), mean_eigenvalue(G), damping)
-        damped.append((A + lam_a * torch.eye(A.shape[0], dtype=A.dtype, device=A.device),
-                       G + lam_g * torch.eye(G.shape[0], dtype=G.dtype, device=G.device)))
-
-    def operator(X: torch.Tensor) -> torch.Tensor:
-        return sum(G @ X @ A for A, G in damped)
-
-    b = dW.double()
-    norm_b = float(b.norm()) or 1.0
-    X = preconditioner.solve(b, damping)
-    r = b - operator(X)
-    z = preconditioner.solve(r, damping)
-    p = z.clone()
-    rz = float((r * z).sum())
-    for _ in range(max_iterations):
-        if float(r.norm()) / norm_b <= tolerance:
-            break
-        Ap = operator(p)
-        step = rz / float((p * Ap).sum())
-        X = X + step * p
-        r = r - step * Ap
-        z = preconditioner.solve(r, damping)
-        rz_next = float((r * z).sum())
-        p = z + (rz_next / rz) * p
-        rz = rz_next
-    return X, float((b - operator(X)).norm()) / norm_b
+def whisper_kfac(
+    model: torch.nn.Module, batches: Iterable[SpeechBatch], fisher: FisherType = "empirical", seed: int = 0,
+    max_batches: int | None = None, bf16: bool = False, layers: dict[str, torch.nn.Linear] | None = None,
+) -> KFACFactors:
+    """K-FAC factors of a Whisper model's ``layers`` (default: every Linear but ``proj_out``), over
+    its real encoder and decoder positions, for the summed token loss of the true labels
+    (``empirical``) or of labels sampled from the model with ``seed`` (``sampled``)."""
+    layers = whisper_linear_layers(model) if layers is None else layers
+    return collect_kfac(
+        model, batches, layers, whisper_kinds(layers), whisper_masks, fisher_loss(model, fisher, seed),
+        max_batches=max_batches, bf16=bf16,
+    )
 
 
 def rescale(X: torch.Tensor, dW: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -158,24 +131,18 @@ class InverseHessianRegularization(Strategy, settings=IHRConfig):
     def _corrected(self, layer: str, delta: torch.Tensor) -> tuple[torch.Tensor, float]:
         """The rescaled corrected update X of one layer, and the CG residual (0 for closed forms)."""
         dW = delta.double()
-        factors = [(f.A[layer], f.G[layer]) for f in self.past]
-        if self.config.past == "exact" and len(factors) > 1:
-            summed = EigenInverse(sum(A for A, _ in factors), sum(G for _, G in factors))
-            X, residual = conjugate_gradient(
-                factors, dW, self.config.damping, summed, self.config.cg_tolerance, self.config.cg_max_iterations
-            )
-        else:
-            X, residual = damped_solve(*factors[0], dW, self.config.damping), 0.0
+        pairs = [(f.A[layer], f.G[layer]) for f in self.past]
+        X, residual = kronecker_solve(
+            pairs, dW, self.config.damping, self.config.cg_tolerance, self.config.cg_max_iterations
+        )
         return rescale(X, dW, self.config.alpha), residual
 
     def _collect(self, model: torch.nn.Module, task: TaskContext) -> KFACFactors:
         loader = make_loader(
             task.train_utterances, task.collator, self.config.curvature_batch_size, shuffle=True, seed=task.seed
         )
-        return collect_kfac(
-            model, loader, fisher=self.config.fisher, max_batches=self.config.curvature_batches, seed=task.seed,
-            bf16=use_bf16(self.config.curvature_bf16, next(model.parameters()).device),
-        )
+        bf16 = use_bf16(self.config.curvature_bf16, next(model.parameters()).device)
+        return whisper_kfac(model, loader, self.config.fisher, task.seed, self.config.curvature_batches, bf16)
 
     def _remember(self, factors: KFACFactors) -> None:
         if self.config.past == "last":

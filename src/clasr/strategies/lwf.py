@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from clasr.data.batching import IGNORE_INDEX, SpeechBatch
+from clasr.models.teacher_forcing import teacher_forced_logits
 from clasr.strategies.base import Strategy, StrategySettings, TaskContext
 
 
@@ -63,9 +64,7 @@ class LearningWithoutForgetting(Strategy, settings=LwFConfig):
         if self.teacher is None:
             return None
         with torch.no_grad():
-            teacher_logits = self.teacher(
-                input_features=batch.input_features, decoder_input_ids=batch.decoder_input_ids, use_cache=False
-            ).logits
+            teacher_logits = teacher_forced_logits(self.teacher, batch)
         return self.config.strength * distillation_loss(logits, teacher_logits, batch.labels, self.config.temperature)
 
     def after_task(self, model: torch.nn.Module, task: TaskContext) -> dict:
