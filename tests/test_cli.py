@@ -91,7 +91,7 @@ def test_set_overrides_nested_keys_and_composes_with_strategy(tmp_path):
     tasks = [{"name": "a", "data": "x", "train": {}, "test": {}}]
     path.write_text(yaml.safe_dump({"strategy": {"name": "fta", "alpha": 0.3}, "tasks": tasks}))
     centralize = load_config(path, {"strategy.every": 3, "adapter.type": "lora"}, strategy="centralize")
-    assert centralize.strategy.model_dump() == {"name": "centralize", "every": 3}
+    assert centralize.strategy.model_dump() == {"name": "centralize", "every": 3, "average": "products", "preset": None}
     assert load_config(path, {"strategy.past": "sum"}, strategy="ihr").strategy.past == "sum"
     assert load_config(path, {}, strategy="fta").strategy.alpha == 0.3  # same name: options kept
     assert load_config(path, {}, strategy="ft").strategy.name == "ft"
