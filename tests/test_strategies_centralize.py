@@ -183,3 +183,42 @@ def test_paper_preset_fills_in_k_3_query_key_targets_factor_averaging_and_weight
                         "adapter": {"type": "lora", "targets": {"preset": "attention_qv"}},
                         "train": {"weight_decay": 0.0}, "tasks": tasks}, "c.yaml")
     assert (own.strategy.every, own.strategy.average, own.adapter.targets.preset, own.train.weight_decay) == (2, "products", "attention_qv", 0.0)
+
+
+def test_a_run_with_factor_averaging_moves_the_base_by_the_product_of_the_mean_factors(tmp_path, tiny_checkpoint, one_thread):
+    """Through the runner (its adapters_trained call): after K = 2 LoRA tasks the exported q/v
+    weights are θ_0 + s·(mean B)(mean A) of the two saved adapters; every other weight is θ_0's."""
+    import yaml
+    from safetensors.torch import load_file
+
+    from clasr.experiment.config import load_config
+    from clasr.experiment.runner import run_experiment
+    from conftest import write_dataset
+
+    a, b = write_dataset(tmp_path / "a", seed=1), write_dataset(tmp_path / "b", seed=2)
+    config = {
+        "output_dir": str(tmp_path / "out"),
+        "model": {"name": str(tiny_checkpoint), "window_seconds": 2.0},
+        "strategy": {"name": "centralize", "every": 2, "average": "factors"},
+        "adapter": {"type": "lora", "r": 2, "alpha": 4},
+        "train": {"learning_rate": 3e-3, "max_steps": 1, "batch_size": 4, "warmup_ratio": 0.0},
+        "evaluation": {"batch_size": 8, "limits": {"max_new_tokens": 2}},
+        "tasks": [{"name": "a", "data": str(a), "train": {"split": "train"}, "test": {"split": "test"}},
+                  {"name": "b", "data": str(b), "train": {"split": "train"}, "test": {"split": "test"}}],
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    run_experiment(load_config(tmp_path / "c.yaml"))
+    out = tmp_path / "out"
+    foundation = load_file(str(tiny_checkpoint / "model.safetensors"))
+    exported = load_file(str(out / "model" / "model.safetensors"))
+    adapters = [load_file(str(out / "adapters" / task / "adapters.safetensors")) for task in ("task1_a", "task2_b")]
+    layers = sorted(k.removesuffix(".lora_A") for k in adapters[0] if k.endswith(".lora_A"))
+    for layer in layers:
+        mean_b = sum(x[f"{layer}.lora_B"] for x in adapters) / 2
+        mean_a = sum(x[f"{layer}.lora_A"] for x in adapters) / 2
+        torch.testing.assert_close(exported[f"{layer}.weight"], foundation[f"{layer}.weight"] + 2.0 * mean_b @ mean_a,
+                                   rtol=1e-5, atol=1e-6)
+    products = sum(2.0 * x[f"{layers[0]}.lora_B"] @ x[f"{layers[0]}.lora_A"] for x in adapters) / 2
+    assert not torch.allclose(exported[f"{layers[0]}.weight"], foundation[f"{layers[0]}.weight"] + products, atol=1e-7)
+    untouched = [k for k in foundation if k in exported and k.removesuffix(".weight") not in layers]
+    assert all(torch.equal(exported[k], foundation[k]) for k in untouched)
