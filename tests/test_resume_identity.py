@@ -2,7 +2,7 @@
 interrupted (fp32, tiny random Whisper): the same final weights, strategy state and WER
 matrix, byte for byte. Each strategy with a state between tasks is checked, because each
 restores something different (IHR's factors, EWC's Fisher and anchor, centralization's base
-and pending updates, ER's memory; FTA's running average needs only the weights and the task
+and pending updates, ER's memory, the merging strategies' θ_0 and running merge; FTA's running average needs only the weights and the task
 index) on top of the model weights, and adapters are drawn afresh for each task."""
 
 import json
