@@ -1,11 +1,16 @@
+import json
 import math
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from accelerate import Accelerator
 
-from clasr.data.batching import SpeechCollator
+from clasr import train
+from clasr.data.batching import IGNORE_INDEX, SpeechCollator
 from clasr.data.manifest import Selection, read_dataset
+from clasr.models.teacher_forcing import teacher_forced_logits, token_loss
 from clasr.models.whisper import tiny_random_whisper
 from clasr.train import TrainConfig, accumulation_groups, train_task
 
@@ -57,3 +62,56 @@ def test_frozen_positions_do_not_move(toy_dataset):
     before = bundle.model.model.encoder.embed_positions.weight.clone()
     trained, _ = _train(toy_dataset, epochs=1)
     assert torch.equal(trained.model.model.encoder.embed_positions.weight, before)
+
+
+def _two_utterance_set(folder):
+    """Two tones with transcripts of 1 and 7 words: batches of one hold very different token counts."""
+    (folder / "audio").mkdir(parents=True)
+    rows = []
+    for i, (seconds, text) in enumerate([(0.5, "yes"), (0.9, "one two three stop go left right")]):
+        t = np.arange(int(16000 * seconds)) / 16000
+        sf.write(folder / f"audio/u{i}.wav", (0.3 * np.sin(2 * np.pi * (300 + 200 * i) * t)).astype(np.float32), 16000)
+        rows.append({"file_name": f"audio/u{i}.wav", "text": text, "split": "train"})
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_accumulation_weights_tokens_not_batches(tmp_path, monkeypatch):
+    """Two micro-batches of different lengths accumulate to the gradient of one batch holding
+    both (the mean over all their tokens), not to the mean of the two batches' mean losses."""
+    bundle = tiny_random_whisper(seed=1)
+    utterances, _ = read_dataset(_two_utterance_set(tmp_path / "d"), Selection(split="train"))
+    collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
+    names = {p: n for n, p in bundle.model.named_parameters()}
+    recorded = {}
+
+    class RecordingSGD(torch.optim.SGD):  # lr 0: records the step's gradients, moves nothing
+        def step(self, closure=None):
+            recorded.update({names[p]: p.grad.clone() for g in self.param_groups for p in g["params"] if p.grad is not None})
+
+    monkeypatch.setattr(train, "_optimizer", lambda model, config: RecordingSGD(model.parameters(), lr=0.0))
+    config = TrainConfig(batch_size=1, grad_accumulation=2, max_grad_norm=None, warmup_ratio=0.0)
+    stats = train.train_task(bundle.model, utterances, collator, config, Accelerator(cpu=True), seed=0)
+    assert stats.optimizer_steps == 1 and recorded
+
+    def gradient(batches, weights):
+        bundle.model.zero_grad(set_to_none=True)
+        bundle.model.train()
+        for batch, weight in zip(batches, weights):
+            (weight * token_loss(teacher_forced_logits(bundle.model, batch), batch.labels)).backward()
+        return {n: p.grad.clone() for n, p in bundle.model.named_parameters() if p.grad is not None}
+
+    both = gradient([collator(utterances, [0, 1])], [1.0])
+    singles = [collator([u], [i]) for i, u in enumerate(utterances)]
+    tokens = [int((b.labels != IGNORE_INDEX).sum()) for b in singles]
+    assert tokens[1] >= 3 * tokens[0]
+    batch_mean = gradient(singles, [0.5, 0.5])  # the old rule: each batch's mean loss / group size
+
+    def gap(grads):
+        return max(float((grads[n] - both[n]).norm() / both[n].norm()) for n in both if both[n].norm() > 0)
+
+    assert gap(recorded) < 1e-4
+    assert gap(batch_mean) > 1e-2  # the test tells the two rules apart
+    with torch.no_grad():  # the logged loss of the step is the mean over its tokens too
+        batch = collator(utterances, [0, 1])
+        assert stats.losses[0] == pytest.approx(float(token_loss(teacher_forced_logits(bundle.model, batch), batch.labels)), rel=1e-5)

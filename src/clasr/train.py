@@ -5,8 +5,15 @@ The same code runs on a laptop CPU, one GPU, or several processes/nodes
 are averaged by Accelerate, and only the main process shows progress.
 
 Per optimizer step: the mean token cross-entropy over the scored label positions (plus a
-strategy's extra loss term), gradients accumulated over ``grad_accumulation`` batches,
-clipped to ``max_grad_norm``, AdamW, learning rate with linear warm-up then linear or
+strategy's extra loss term), gradients accumulated over ``grad_accumulation`` batches with
+each batch weighted by its share of the step's scored tokens (torchtune's rule: every token
+counts the same, however the utterances fall into batches and processes)::
+
+    L = Σ_k (M_k / N) · (CE_k + extra_k),     N = Σ_k M_k over the step's batches on all processes
+
+with CE_k the mean cross-entropy of batch k and M_k its scored tokens, so the cross-entropy
+part is Σ_i ℓ_i / N over the step's tokens (one batch: L = CE + extra, as without
+accumulation). The gradients are then clipped to ``max_grad_norm``, AdamW, learning rate with linear warm-up then linear or
 cosine decay (or constant). Batches hold utterances of similar duration; their order is
 shuffled per epoch with a fixed seed. ``bf16`` runs forward and backward under bf16
 autocast (weights and optimizer state stay float32); it is applied here rather than through
@@ -30,9 +37,10 @@ from transformers import get_scheduler
 
 from clasr.data.batching import SpeechBatch, SpeechCollator, batch_stream, duration_batches
 from clasr.data.manifest import Utterance
-from clasr.models.teacher_forcing import teacher_forced_logits, token_loss
+from clasr.models.teacher_forcing import scored_tokens, teacher_forced_logits, token_loss
 from clasr.precision import BF16Setting, use_bf16
 from clasr.progress import progress_bar
+from clasr.tracking import log_step
 
 CONSECUTIVE_BAD_STEPS = 3  # in skip mode, this many bad steps in a row is divergence, not one bad batch
 ExtraLoss = Callable[[torch.nn.Module, SpeechBatch, torch.Tensor], "torch.Tensor | None"]
@@ -119,6 +127,17 @@ def accumulation_groups(batches: list[list[int]], config: TrainConfig) -> list[l
     return groups[: config.max_steps] if config.max_steps else groups
 
 
+def token_weights(tokens: list[int], accelerator) -> list[float]:
+    """w_k = P · M_k / N for the step's batches of this process, with M_k their scored tokens,
+    N the step's scored tokens summed over all P processes: Accelerate averages the gradients
+    of the processes, so Σ over processes and batches of w_k/P · ∇CE_k is ∇ Σ_i ℓ_i / N."""
+    total = sum(tokens)
+    if accelerator.num_processes > 1:
+        count = torch.tensor([float(total)], device=accelerator.device)
+        total = int(accelerator.reduce(count, reduction="sum"))
+    return [accelerator.num_processes * m / total if total else 0.0 for m in tokens]
+
+
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -157,11 +176,14 @@ def train_task(
     extra_loss: ExtraLoss | None = None,
     description: str = "training",
     on_step: StepCallback | None = None,
+    steps_before: int = 0,
 ) -> TrainStats:
     """Train ``model`` in place on ``utterances``; returns the loss curve and timings.
 
     ``on_step(steps_done, last)`` is called after every optimizer step (``last``: the final
-    planned one); when it returns True the task ends there (the general-ability guard)."""
+    planned one); when it returns True the task ends there (the general-ability guard).
+    Each step's loss, learning rate and throughput go to the accelerator's trackers
+    (:mod:`clasr.tracking`) at step ``steps_before + steps_done``."""
     set_seed(seed)
     groups = accumulation_groups(_epoch_batches(utterances, config, seed, accelerator), config)
     optimizer = _optimizer(model, config)
@@ -180,14 +202,16 @@ def train_task(
         batches = batch_stream(utterances, [b for step in groups for b in step], collator, config.num_workers)
         for group in groups:
             step_start = time.perf_counter()
+            step_batches = [next(batches).to(accelerator.device) for _ in group]
+            tokens = [scored_tokens(batch.labels) for batch in step_batches]
+            weights = token_weights(tokens, accelerator)
             losses, problems = [], []
-            for k, indices in enumerate(group):
-                batch = next(batches).to(accelerator.device)
+            for k, (batch, weight) in enumerate(zip(step_batches, weights)):
                 sync = k == len(group) - 1
-                loss, problem = _backward(wrapped, batch, accelerator, config, extra_loss, sync, len(group))
+                loss, problem = _backward(wrapped, batch, accelerator, config, extra_loss, sync, weight)
                 losses.append(loss)
                 problems.append(problem)
-                stats.utterances += len(indices)
+                stats.utterances += len(batch.indices)
             if config.max_grad_norm:
                 norm = accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
                 problems.append(None if torch.isfinite(norm) else f"gradient norm {float(norm)}")
@@ -198,15 +222,18 @@ def train_task(
                 scheduler.step()
                 progress.update(bar, advance=1, info=f"step skipped: {problem}")
                 continue
+            learning_rate = scheduler.get_last_lr()[0]  # the rate of this step, for the trackers
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             stats.optimizer_steps += 1
-            stats.losses.append(sum(losses) / len(losses))
+            stats.losses.append(sum(m / sum(tokens) * loss for m, loss in zip(tokens, losses)))
             now = time.perf_counter()
             stats.step_seconds.append(now - step_start)
             info = f"loss {stats.losses[-1]:.3f}  {stats.utterances / (now - start):.1f} utt/s"
             progress.update(bar, advance=1, info=info)
+            log_step(accelerator, steps_before + stats.optimizer_steps, stats.losses[-1], learning_rate,
+                     stats.utterances, now - start)
             if on_step is not None and on_step(stats.optimizer_steps, group is groups[-1]):
                 break
     stats.seconds = time.perf_counter() - start
@@ -252,11 +279,12 @@ def _loss_problem(loss: torch.Tensor, cross_entropy: torch.Tensor, vocabulary: i
 
 
 def _backward(
-    wrapped, batch: SpeechBatch, accelerator, config: TrainConfig, extra_loss, sync: bool, group: int
+    wrapped, batch: SpeechBatch, accelerator, config: TrainConfig, extra_loss, sync: bool, weight: float
 ) -> tuple[float, str | None]:
-    """Forward and backward of one of the ``group`` batches of a step; gradients are
-    synchronised across processes only when ``sync`` (the step's last batch). Returns the
-    loss and what makes it unusable (see :func:`_loss_problem`), if anything."""
+    """Forward and backward of one batch of a step, its loss weighted by ``weight`` (see
+    :func:`token_weights`); gradients are synchronised across processes only when ``sync``
+    (the step's last batch). Returns the (unweighted) loss and what makes it unusable (see
+    :func:`_loss_problem`), if anything."""
     with accelerator.no_sync(wrapped) if not sync else nullcontext():
         with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=use_bf16(config.bf16, accelerator.device)):
             logits = teacher_forced_logits(wrapped, batch)
@@ -265,6 +293,6 @@ def _backward(
                 extra = extra_loss(accelerator.unwrap_model(wrapped), batch, logits)
                 if extra is not None:
                     loss = loss + extra
-        accelerator.backward(loss / group)
+        accelerator.backward(loss * weight)
     loss = loss.detach()
     return float(loss), _loss_problem(loss, cross_entropy.detach(), logits.shape[-1], config)
