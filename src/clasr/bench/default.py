@@ -79,3 +79,49 @@ DEMO_EXPERIMENT = {  # learning rate: the better of 1e-5 and 3e-5 on every domai
     "train": {"learning_rate": 3.0e-5, "epochs": 2, "batch_size": 8, "warmup_ratio": 0.1, "bf16": "auto"},
     "evaluation": {"batch_size": 16},
 }
+
+
+def _espeak_language(name: str, variants: tuple[str, ...]) -> tuple[Voice, ...]:
+    return tuple(Voice(engine="espeak", name=f"{name}+{v}") for v in variants)
+
+
+CODE_SWITCHED_DOMAIN = DomainSpec(
+    name="spanglish", description="Spanish–English code-switching: Spanish sentences with English words, "
+    "each language read by its own eSpeak NG voice (SSML)", topic="spanglish",
+    voices=_espeak_language("es", ("m3", "f4", "m2", "f1")), train=64, dev=16, test=24,
+)
+
+LANGUAGE_GENERAL_DOMAINS = tuple(
+    DomainSpec(name=topic, description=f"{topic.capitalize()} read by eSpeak NG (held out)", topic=topic,
+               voices=_espeak_language(code, ("m1", "f4")), train=0, dev=16, test=24)
+    for topic, code in (("spanish", "es"), ("german", "de"), ("french", "fr"))
+)
+
+MULTILINGUAL_DEMO_SPEC = BenchmarkSpec(
+    domains=(DOMAINS["caribbean"], CODE_SWITCHED_DOMAIN),
+    general=(GENERAL_DOMAIN, *LANGUAGE_GENERAL_DOMAINS),
+)
+"""``clasr demo --preset multilingual``: an English accent, then Spanish–English code-switching;
+held out: the English general set and Spanish, German and French sets (never trained on)."""
+
+_DEMO_LORA = {"type": "lora", "r": 8, "alpha": 16, "targets": {"preset": "attention_qv"}}
+
+MULTILINGUAL_DEMO_RUNS = {
+    "ft": {"strategy": {"name": "ft"}},
+    "lora": {"strategy": {"name": "ft"}, "adapter": _DEMO_LORA, "train": {"learning_rate": 1.0e-3}},
+    "centralize": {"strategy": {"name": "centralize", "every": 2}, "adapter": _DEMO_LORA,
+                   "train": {"learning_rate": 1.0e-3}},
+    "ihr": {"strategy": {"name": "ihr"}},
+}
+"""The multilingual demo's runs: full fine-tuning, sequential LoRA, LoRA with centralization
+(K = 2) and IHR. Learning rates not tuned for base: tiny.en's demo rate for full fine-tuning,
+the probe's 1e-3 for LoRA (docs/benchmarks.md)."""
+
+MULTILINGUAL_DEMO_EXPERIMENT = {
+    "seed": 0,
+    "model": {"name": "base", "window_seconds": 8},
+    "train": {"learning_rate": 3.0e-5, "epochs": 1, "batch_size": 8, "warmup_ratio": 0.1, "bf16": "auto"},
+    "evaluation": {"batch_size": 16},
+}
+"""The multilingual demo's settings: the multilingual ``base`` model, one epoch per domain
+(to fit 15 minutes on 2 CPU cores)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from clasr.atomic import write_text
 from clasr.bench.default import DEMO_EXPERIMENT, DEMO_SPEC, DEMO_STRATEGIES
 from clasr.bench.generate import make_benchmark
+from clasr.bench.sentences import topic_language
 from clasr.bench.spec import BenchmarkSpec
 from clasr.experiment.config import ExperimentConfig, parse_config
 from clasr.experiment.runner import run_experiment
@@ -38,6 +39,12 @@ def bundled_real_speech() -> Path | None:
     return folder if (folder / "metadata.jsonl").exists() else None
 
 
+def _language(domain) -> dict:
+    """The ``language`` key of a domain's set: only for a topic in another language than English."""
+    language = topic_language(domain.topic)
+    return {"language": language} if language != "en" else {}
+
+
 def demo_config(
     spec: BenchmarkSpec,
     folders: dict[str, Path],
@@ -46,26 +53,32 @@ def demo_config(
     settings: dict = DEMO_EXPERIMENT,
     real_general: Path | None = None,
     scored_split: str = "test",
+    runs: dict[str, dict] | None = None,
 ) -> ExperimentConfig:
     """The experiment of one strategy over the benchmark's domains (tasks in order) and
     general sets, with the demo's model, training and evaluation ``settings``.
 
-    ``real_general``, a folder of real speech with train and test splits, is scored as one
-    more general set (``real``). ``scored_split`` is ``test``, or ``dev`` for
-    calibration; the real set has no dev split, so its train split (never trained on)
-    stands in for it."""
+    ``strategy`` names a run: in ``runs`` its config keys (``strategy``, ``adapter``, and
+    ``train`` keys over the settings'), else the strategy of that name. A domain in another
+    language than English is set to it (``language``). ``real_general``, a folder of real
+    speech with train and test splits, is scored as one more general set (``real``).
+    ``scored_split`` is ``test``, or ``dev`` for calibration; the real set has no dev split,
+    so its train split (never trained on) stands in for it."""
+    run = (runs or {}).get(strategy, {"strategy": {"name": strategy}})
     plain = {
         **settings,
+        **run,
+        "train": {**settings["train"], **run.get("train", {})},
         "name": f"demo-{strategy}",
         "output_dir": str(output / strategy),
-        "strategy": {"name": strategy},
         "tasks": [
             {"name": d.name, "data": str(folders[d.name]), "train": {"split": "train"},
-             "test": {"split": scored_split}}
+             "test": {"split": scored_split}, **_language(d)}
             for d in spec.domains
         ],
         "general": [
-            {"name": g.name, "data": str(folders[g.name]), "test": {"split": scored_split}} for g in spec.general
+            {"name": g.name, "data": str(folders[g.name]), "test": {"split": scored_split}, **_language(g)}
+            for g in spec.general
         ],
     }
     if real_general is not None:
@@ -83,13 +96,15 @@ def run_demo(
     real_general: Path | None = None,
     scored_split: str = "test",
     seeds: list[int] | None = None,
+    runs_by_name: dict[str, dict] | None = None,
 ) -> list[RunSummary]:
     """Generate or reuse the benchmark, run every strategy (resuming finished ones); with
-    ``seeds``, every strategy is a sweep of those seeds (:func:`clasr.experiment.seeds.run_seeds`)."""
+    ``seeds``, every strategy is a sweep of those seeds (:func:`clasr.experiment.seeds.run_seeds`).
+    ``runs_by_name``: named runs with their own config keys (see :func:`demo_config`)."""
     folders = {domain.name: Path(domain.folder) for domain in make_benchmark(spec, bench_root)}
     runs: list[RunSummary] = []
     for strategy in strategies:
-        config = demo_config(spec, folders, strategy, output, settings, real_general, scored_split)
+        config = demo_config(spec, folders, strategy, output, settings, real_general, scored_split, runs_by_name)
         console.rule(f"strategy {strategy}")
         foundation = output / strategies[0] if runs else None
         if seeds:
@@ -121,7 +136,7 @@ def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec, settings: dict
     heatmaps = "\n".join(f"![{r.name}](heatmap_{r.name}.png)" for r in runs)
     seeds = runs[0].metrics.get("seeds", {}).get("seeds")
     return "\n\n".join([
-        "# clasr demo: tiny.en adapted domain after domain",
+        f"# clasr demo: {settings['model']['name']} adapted domain after domain",
         "Synthetic speech made by `clasr bench make` (eSpeak NG and hibari voices, acoustic channels from "
         "`clasr.transforms`); tasks are trained in the order below, the general set is never trained on.",
         "\n".join(domains),

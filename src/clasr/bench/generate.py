@@ -5,7 +5,9 @@ seed and the domain name, so two domains on one topic get different sentences), 
 the domain's voices in turn, resampled to 16 kHz, put through the domain's transform chain
 with a per-utterance random generator, peak-limited to 0.99 and written as 16-bit FLAC
 with ``metadata.jsonl`` (``file_name``, ``text``, ``speaker``, ``split``, ``duration``,
-``voice``, ``channel``).
+``voice``, ``channel``, and ``language`` for a topic in another language than English). A
+code-switched sentence is spoken as SSML, its marked words by the other language's voice,
+and written without its tags (:mod:`clasr.bench.language_data`).
 
 Each domain is made in a fresh process of its own (eSpeak NG carries state from sentence to
 sentence, so only a fresh process makes a domain's audio reproducible), two at a time. It
@@ -31,7 +33,8 @@ import soundfile as sf
 import soxr
 
 from clasr.atomic import atomic_path, write_json
-from clasr.bench.sentences import generate_sentences
+from clasr.bench.language_data import is_marked, plain_text, ssml
+from clasr.bench.sentences import generate_sentences, topic_language
 from clasr.bench.spec import BenchmarkSpec, DomainSpec
 from clasr.bench.voices import synthesize
 from clasr.progress import console, progress_bar
@@ -133,7 +136,7 @@ def write_domain(target: Path, domain: DomainSpec, seed: int) -> float:
 def _write_utterance(folder: Path, domain: DomainSpec, index: int, text: str, chain, channel: str, seed) -> dict:
     voice_index = index % len(domain.voices)
     voice = domain.voices[voice_index]
-    audio, rate = synthesize(voice, text, seed=_int_seed(seed + [index]))
+    audio, rate = synthesize(voice, ssml(text) if is_marked(text) else text, seed=_int_seed(seed + [index]))
     audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
     if chain:
         rng = np.random.Generator(np.random.PCG64(seed + [index]))
@@ -142,15 +145,16 @@ def _write_utterance(folder: Path, domain: DomainSpec, index: int, text: str, ch
     split = domain.split_of(index)
     file_name = f"audio/{domain.name}_{split}_{index:05d}.flac"
     sf.write(folder / file_name, audio, SAMPLE_RATE, subtype="PCM_16")
+    language = topic_language(domain.topic)
     return {
         "file_name": file_name,
-        "text": text,
+        "text": plain_text(text),
         "speaker": f"{domain.name}_v{voice_index}",
         "split": split,
         "duration": round(len(audio) / SAMPLE_RATE, 3),
         "voice": voice.label(),
         "channel": channel,
-    }
+    } | ({"language": language} if language != "en" else {})
 
 
 def _limit_peak(audio: np.ndarray) -> np.ndarray:

@@ -5,6 +5,10 @@ giving each domain its own topic shifts the vocabulary as well as the acoustics.
 
 Design:
 
+* **Languages.** :data:`TOPICS` are English; :data:`LANGUAGE_TOPICS` (from
+  :mod:`clasr.bench.language_data`) are Spanish, German and French topics and a
+  Spanish–English code-switched one, drawn the same way (:func:`topic_language` names a
+  topic's language).
 * **Templates × word lists.** Every topic in :data:`TOPICS` has a dozen or more templates
   whose ``{slot}`` placeholders are filled from word lists (see
   :mod:`clasr.bench.sentence_data`, all written for this project). Topic lists carry the
@@ -30,9 +34,11 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from clasr.bench.language_data import LANGUAGE_SLOTS, LANGUAGE_TEMPLATES, LANGUAGE_TOPICS
 from clasr.bench.sentence_data import SHARED_SLOTS, TEMPLATES, TOPIC_SLOTS, NumberPhrases
 
 TOPICS: tuple[str, ...] = tuple(TEMPLATES)
+"""The English topics."""
 
 MAX_REPEATS_IN_A_ROW = 5000
 """Generation gives up after this many consecutive draws that repeat a sentence."""
@@ -94,17 +100,28 @@ def _expand(items: tuple) -> tuple[str, ...]:
 
 
 def _check_topic(topic: str) -> None:
-    if topic not in TEMPLATES:
-        raise ValueError(f"unknown topic {topic!r}; known topics: {', '.join(TOPICS)}")
+    if topic not in TEMPLATES and topic not in LANGUAGE_TEMPLATES:
+        raise ValueError(f"unknown topic {topic!r}; known topics: {', '.join([*TOPICS, *LANGUAGE_TOPICS])}")
+
+
+def topic_language(topic: str) -> str:
+    """The ISO 639-1 language of a topic's sentences (for a code-switched topic, that of the
+    sentence frame): ``en`` for the English topics."""
+    _check_topic(topic)
+    return LANGUAGE_TOPICS[topic][0] if topic in LANGUAGE_TOPICS else "en"
 
 
 @lru_cache(maxsize=None)
 def templates(topic: str) -> tuple[Template, ...]:
-    """The topic's templates with their slot lists resolved (topic lists before shared ones)."""
+    """The topic's templates with their slot lists resolved (topic lists before shared ones;
+    a topic in another language has its own lists only)."""
     _check_topic(topic)
-    lists = {**SHARED_SLOTS, **TOPIC_SLOTS[topic]}
+    if topic in LANGUAGE_TEMPLATES:
+        texts, lists = LANGUAGE_TEMPLATES[topic], LANGUAGE_SLOTS[topic]
+    else:
+        texts, lists = TEMPLATES[topic], {**SHARED_SLOTS, **TOPIC_SLOTS[topic]}
     compiled = []
-    for text in TEMPLATES[topic]:
+    for text in texts:
         pieces = _SLOT.split(text)  # literal, slot, literal, slot, ..., literal
         compiled.append(Template(tuple(pieces[0::2]), tuple(_expand(lists[s]) for s in pieces[1::2])))
     return tuple(compiled)

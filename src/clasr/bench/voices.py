@@ -39,6 +39,8 @@ _PARAMETER_RATE = 1
 _PARAMETER_PITCH = 3
 _PARAMETER_RANGE = 4
 _CHARS_UTF8 = 1
+_SSML = 0x10  # espeakSSML: the text is SSML (<speak>, <voice xml:lang="…">)
+SSML_START = "<speak>"
 OFFLINE_HIBARI_VOICE = "heart"
 
 
@@ -76,7 +78,10 @@ def synthesize(voice: Voice, text: str, seed: int = 0) -> tuple[np.ndarray, int]
     """Speak ``text`` with ``voice``: (float32 mono samples, sample rate).
 
     ``seed`` fixes hibari's noise component; eSpeak NG's samples depend on the sentences
-    spoken before in the same process (see the module docstring)."""
+    spoken before in the same process (see the module docstring). ``text`` starting with
+    ``<speak>`` is SSML (eSpeak NG only), e.g. to change language inside a sentence."""
+    if voice.engine == "hibari" and text.startswith(SSML_START):
+        raise VoiceError(f"{voice.label()}: hibari speaks English only and cannot read SSML; use an eSpeak NG voice")
     if voice.engine == "espeak":
         audio, rate = _espeak().speak(voice, text)
     else:
@@ -146,7 +151,8 @@ class _Espeak:
         encoded = text.encode("utf-8") + b"\0"
         buffer = ctypes.create_string_buffer(encoded, len(encoded))
         self._chunks = []
-        status = self._lib.espeak_Synth(buffer, len(encoded), 0, 0, 0, _CHARS_UTF8, None, None)
+        flags = _CHARS_UTF8 | (_SSML if text.startswith(SSML_START) else 0)
+        status = self._lib.espeak_Synth(buffer, len(encoded), 0, 0, 0, flags, None, None)
         if status != 0:
             raise VoiceError(f"eSpeak NG failed ({status}) on {text!r}")
         samples = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)

@@ -1,0 +1,93 @@
+"""Other languages in the built-in benchmark: Spanish, German and French sentences for held-out
+general sets, Spanish–English code-switched sentences spoken with SSML (each language by its
+own eSpeak NG voice), reproducible generation, and the multilingual demo's configs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from clasr.bench.default import MULTILINGUAL_DEMO_EXPERIMENT, MULTILINGUAL_DEMO_RUNS, MULTILINGUAL_DEMO_SPEC
+from clasr.bench.demo import demo_config
+from clasr.bench.generate import make_benchmark
+from clasr.bench.language_data import LANGUAGE_TOPICS, plain_text, ssml
+from clasr.bench.sentences import generate_sentences, topic_language
+from clasr.bench.spec import BenchmarkSpec, DomainSpec
+from clasr.bench.voices import Voice, VoiceError, synthesize
+
+# letters of any script (no digits, no underscore), spaces, apostrophes, commas; one final period
+WRITTEN = re.compile(r"^[^\W\d_](?:[^\W\d_]|[ ',])*[^\W\d_]\.$")
+
+
+@pytest.mark.parametrize("topic", LANGUAGE_TOPICS)
+def test_sentences_follow_the_writing_rules_and_are_reproducible(topic):
+    sentences = generate_sentences(topic, 60, seed=3)
+    assert len(set(sentences)) == 60 and sentences == generate_sentences(topic, 60, seed=3)
+    for sentence in sentences:
+        text = plain_text(sentence)
+        assert WRITTEN.match(text) and "  " not in text and not re.search(r",(?! )", text), text
+        assert "<" not in text and ">" not in text
+    assert generate_sentences(topic, 10, seed=3) == sentences[:10]  # prefix-stable
+    assert topic_language(topic) == LANGUAGE_TOPICS[topic][0]
+
+
+def test_code_switched_markup_by_hand():
+    sentence = "Mañana tengo un <en>meeting</en> con el <en>manager</en>."
+    assert plain_text(sentence) == "Mañana tengo un meeting con el manager."
+    assert ssml(sentence) == ('<speak>Mañana tengo un <voice xml:lang="en">meeting</voice> con el '
+                              '<voice xml:lang="en">manager</voice>.</speak>')
+    assert all("<en>" in s for s in generate_sentences("spanglish", 20, seed=0))  # every sentence switches
+    assert topic_language("home") == "en"
+
+
+def test_ssml_switches_the_voice_inside_a_sentence():
+    voice = Voice(engine="espeak", name="es+m3")
+    sentence = "Mañana tengo un <en>meeting</en> con el <en>manager</en>."
+    plain, rate = synthesize(voice, plain_text(sentence))
+    switched, _ = synthesize(voice, ssml(sentence))
+    assert rate > 0 and len(switched) != len(plain)  # the English words are read by the English voice
+    with pytest.raises(VoiceError, match="hibari .* cannot read SSML"):
+        synthesize(Voice(engine="hibari", name="heart"), ssml(sentence))
+
+
+def test_code_switched_domains_generate_reproducibly(tmp_path):
+    domain = DomainSpec(name="cs", description="code-switched", topic="spanglish",
+                        voices=(Voice(engine="espeak", name="es+m3"), Voice(engine="espeak", name="es+f4")),
+                        train=3, dev=0, test=2)
+    general = DomainSpec(name="de", description="German", topic="german",
+                         voices=(Voice(engine="espeak", name="de+m1"),), train=0, test=2)
+    spec = BenchmarkSpec(domains=(domain,), general=(general,))
+    first, second = make_benchmark(spec, tmp_path / "a"), make_benchmark(spec, tmp_path / "b")
+    for a, b in zip(first, second):
+        rows = Path(a.folder, "metadata.jsonl").read_text(encoding="utf-8")
+        assert rows == Path(b.folder, "metadata.jsonl").read_text(encoding="utf-8")
+        for row in map(json.loads, rows.splitlines()):
+            assert Path(a.folder, row["file_name"]).read_bytes() == Path(b.folder, row["file_name"]).read_bytes()
+    rows = [json.loads(line) for line in Path(first[0].folder, "metadata.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {r["language"] for r in rows} == {"es"} and not any("<" in r["text"] for r in rows)
+    assert [r["text"] for r in rows] == [plain_text(s) for s in generate_sentences("spanglish", 5, seed=_seed(spec, domain))]
+
+
+def _seed(spec: BenchmarkSpec, domain: DomainSpec) -> int:
+    import zlib
+
+    from clasr.bench.generate import _int_seed
+
+    return _int_seed([spec.seed, zlib.crc32(domain.name.encode())])
+
+
+def test_the_multilingual_demo_runs_each_set_in_its_language(tmp_path):
+    folders = {d.name: tmp_path / d.name for d in MULTILINGUAL_DEMO_SPEC.all_domains()}
+    configs = {name: demo_config(MULTILINGUAL_DEMO_SPEC, folders, name, tmp_path, MULTILINGUAL_DEMO_EXPERIMENT,
+                                 runs=MULTILINGUAL_DEMO_RUNS) for name in MULTILINGUAL_DEMO_RUNS}
+    lora = configs["lora"]
+    assert [(t.name, t.language) for t in lora.tasks] == [("caribbean", None), ("spanglish", "es")]
+    assert [(g.name, g.language) for g in lora.general] == [
+        ("general", None), ("spanish", "es"), ("german", "de"), ("french", "fr")]
+    assert lora.model.name == "base" and lora.adapter is not None and lora.train.learning_rate == 1e-3
+    assert configs["centralize"].strategy.name == "centralize" and configs["centralize"].adapter is not None
+    assert configs["ft"].adapter is None and configs["ft"].train.learning_rate == 3e-5
+    assert configs["ihr"].strategy.name == "ihr" and configs["ihr"].train.epochs == 1
