@@ -4,22 +4,31 @@ The runs share their tasks, general sets and foundation row, which is shown once
 strategy then contributes one line per task (the model after training through it), its
 last line carrying Average WER, BWT, learning, FWT — each with its 95 % interval over
 utterances, and for a sweep of seeds the mean ± its standard deviation over seeds — and the
-seconds its rows took. WER in % with one decimal.
+seconds its rows took (from each run's ``timings.json``: reports read result files, never
+checkpoints). WER in % with one decimal — or, when some set is not scored by WER, each set's
+own error rate, its metric in the column header.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
-
 from pathlib import Path
 
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from clasr.experiment.checkpoint import load_state
-from clasr.report.results import matrix_rows, read_results, seed_folders
+from clasr.report.results import (
+    column_label,
+    matrix_columns,
+    matrix_rows,
+    rate_name,
+    read_results,
+    seed_folders,
+    table_rate,
+)
 
 METRIC_COLUMNS = ("Avg WER", "BWT", "learn", "FWT", "time")
 _METRIC_KEYS = ("average_wer", "backward_transfer", "learning", "forward_transfer")
@@ -32,16 +41,30 @@ class RunSummary:
     name: str
     matrix: dict
     metrics: dict
-    seconds: float
+    seconds: float | None  # None: some run folder has no timings of its rows
 
 
 def read_run(name: str, folder: Path) -> RunSummary:
-    """A finished run (or sweep of seeds) named ``name``; its seconds are those of the rows
-    after the foundation row (training, the strategy's own work, evaluation), which the runs
-    do not share, summed over a sweep's seeds."""
+    """A run (or sweep of seeds) named ``name``; its seconds are those of the rows after the
+    foundation row (training, the strategy's own work, evaluation), which the runs do not
+    share, summed over a sweep's seeds."""
     matrix, metrics = read_results(folder)
-    seconds = sum(row.get("seconds", 0.0) for seed in seed_folders(folder) for row in load_state(seed).rows[1:])
-    return RunSummary(name, matrix, metrics, seconds)
+    seconds = [task_seconds(seed) for seed in seed_folders(folder)]
+    return RunSummary(name, matrix, metrics, None if None in seconds else sum(seconds))
+
+
+def task_seconds(folder: Path) -> float | None:
+    """Σ of the row seconds after the foundation row in ``folder/timings.json``; None when the
+    file, or a row's ``seconds``, is missing. ValueError naming the file when it is damaged."""
+    path = Path(folder) / "timings.json"
+    if not path.exists():
+        return None
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["rows"][1:]
+        seconds = [row.get("seconds") for row in rows]
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{path}: damaged timings ({error!r})") from None
+    return None if None in seconds else float(sum(seconds))
 
 
 def run_names(folders: list[Path]) -> list[str]:
@@ -62,11 +85,15 @@ def comparison_rows(runs: list[RunSummary]) -> tuple[list[str], list[list[str]]]
     Columns: strategy, the task just trained ("after"), each task's test set, each general
     set, then the metrics."""
     first = runs[0].matrix
-    header = ["strategy", "after", *first["tasks"], *first["general"], *METRIC_COLUMNS]
+    rate = table_rate(first, "wer")
+    columns = [*first["tasks"], *first["general"]] if rate == "wer" else [
+        column_label(first, column, rate) for column in matrix_columns(first)  # "general:<name> [metric]"
+    ]
+    header = ["strategy", "after", *columns, *METRIC_COLUMNS]
     blank = [""] * len(METRIC_COLUMNS)
-    lines = [["—", "(start)", *map(_wer, matrix_rows(first, "wer")[0][1]), *blank]]
+    lines = [["—", "(start)", *map(_wer, matrix_rows(first, rate)[0][1]), *blank]]
     for run in runs:
-        rows = matrix_rows(run.matrix, "wer")[1:]
+        rows = matrix_rows(run.matrix, rate)[1:]
         for index, (_, cells) in enumerate(rows):
             last = index == len(rows) - 1
             lines.append([run.name if index == 0 else "", run.matrix["tasks"][index], *map(_wer, cells),
@@ -76,7 +103,7 @@ def comparison_rows(runs: list[RunSummary]) -> tuple[list[str], list[list[str]]]
 
 def _metric_cells(run: RunSummary) -> list[str]:
     metrics = run.metrics
-    time = f"{run.seconds:.0f}s"
+    time = "—" if run.seconds is None else f"{run.seconds:.0f}s"
     if not metrics.get("complete") or "error" in metrics:
         return ["—"] * len(_METRIC_KEYS) + [time]
     return [_metric_cell(metrics, key) for key in _METRIC_KEYS] + [time]
@@ -98,12 +125,15 @@ def _metric_cell(metrics: dict, key: str) -> str:
 def comparison_table(runs: list[RunSummary], title: str) -> Table:
     """The comparison for a terminal; general-set columns in cyan."""
     header, lines = comparison_rows(runs)
-    general = set(runs[0].matrix["general"])
+    first = runs[0].matrix
+    general = range(2 + len(first["tasks"]), 2 + len(first["tasks"]) + len(first["general"]))
+    unit = rate_name(runs[0].metrics.get("set_metrics", {}))
     table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False,
-                  caption="cyan: held-out general sets; BWT < 0: forgetting; [95 % interval over utterances]")
+                  caption=f"{unit} in %; cyan: held-out general sets; BWT < 0: forgetting; "
+                  "[95 % interval over utterances]")
     for index, name in enumerate(header):
         table.add_column(escape(name), justify="left" if index < 2 else "right",
-                         style="cyan" if index >= 2 and name in general else None)
+                         style="cyan" if index in general else None)
     for line in lines:
         table.add_row(*(escape(cell) for cell in line), end_section=bool(line[-1]) or line[0] == "—")
     return table
