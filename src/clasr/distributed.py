@@ -59,12 +59,13 @@ def sum_across_processes(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return {name: reduce(tensor, reduction="sum") for name, tensor in tensors.items()}
 
 
-def sum_count(count: int) -> int:
-    """An integer count summed over the processes."""
+def sum_counts(counts: dict[str, int]) -> dict[str, int]:
+    """Integer counts summed over the processes (one exchange for all of them)."""
     state = process_state()
     if state.num_processes == 1:
-        return count
-    return int(reduce(torch.tensor([count], dtype=torch.int64, device=state.device), reduction="sum"))
+        return dict(counts)
+    summed = reduce(torch.tensor(list(counts.values()), dtype=torch.int64, device=state.device), reduction="sum")
+    return dict(zip(counts, map(int, summed)))
 
 
 def gather(items: list[T]) -> list[T]:
@@ -86,7 +87,8 @@ def free_port() -> int:
 
 
 def launch_command(processes: int, arguments: Sequence[str]) -> list[str]:
-    """``accelerate launch`` of ``python -m clasr ARGUMENTS`` as ``processes`` processes on this machine.
+    """``accelerate launch`` of ``python ARGUMENTS`` (``-m clasr run …``, or a script and its
+    arguments) as ``processes`` processes on this machine.
 
     ``--multi_gpu`` is Accelerate's multi-process launcher (torchrun); on a machine without
     CUDA the processes join over gloo (:func:`process_state`), each with its share of the cores.
@@ -97,10 +99,33 @@ def launch_command(processes: int, arguments: Sequence[str]) -> list[str]:
     return [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()), *threads, "-m", "clasr", *arguments,
+        "--main_process_port", str(free_port()), *threads, *arguments,
     ]  # fmt: skip
 
 
 def launched() -> bool:
     """True inside a process that a launcher started as one of several."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+class ShardedParametersError(ValueError):
+    """The launch shards the model's parameters (FSDP, DeepSpeed ZeRO-3), which clasr cannot run on."""
+
+
+def require_full_parameters(accelerator, strategy: str) -> None:
+    """:class:`ShardedParametersError` under FSDP or DeepSpeed ZeRO-3.
+
+    Between tasks every strategy reads and changes whole parameters in every process: the
+    snapshot before a task, the merges of FTA/IHR/centralization and the task-vector merges,
+    EWC's Fisher and anchor, and every row's decoding and checkpoint. FSDP and ZeRO-3 leave
+    each process a shard of them. DDP (plain multi-process) and ZeRO-1/2 keep whole parameters.
+    """
+    kind = str(accelerator.distributed_type).split(".")[-1]
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if kind == "FSDP" or (kind == "DEEPSPEED" and plugin is not None and plugin.zero_stage == 3):
+        mode = "FSDP" if kind == "FSDP" else "DeepSpeed ZeRO-3"
+        raise ShardedParametersError(
+            f"{mode} shards the model's parameters across processes, but strategy {strategy!r} (like every clasr "
+            "strategy and the evaluation between tasks) needs them whole in every process; launch with plain "
+            "data parallelism (accelerate launch --multi_gpu) or DeepSpeed ZeRO stage 1 or 2"
+        )

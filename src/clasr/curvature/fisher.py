@@ -16,12 +16,17 @@ from typing import Callable, Iterable
 
 import torch
 
+from clasr.distributed import sum_across_processes, sum_counts
+
 # One example: runs the model, returns its summed loss ℓ_n and its number of terms M_n.
 ExampleLoss = Callable[[], tuple[torch.Tensor, int]]
 
 
 def diagonal_fisher(params: dict[str, torch.Tensor], examples: Iterable[ExampleLoss]) -> dict[str, torch.Tensor]:
-    """F = Σ_n (∂ℓ_n/∂θ)² / Σ_n M_n over ``examples`` returning (ℓ_n, M_n); ``.grad`` is untouched."""
+    """F = Σ_n (∂ℓ_n/∂θ)² / Σ_n M_n over ``examples`` returning (ℓ_n, M_n); ``.grad`` is untouched.
+
+    In a multi-process run ``examples`` are this process's share: both sums are added over the
+    processes (:mod:`clasr.distributed`) before dividing. Every process must call this."""
     sums = {name: torch.zeros_like(p) for name, p in params.items()}
     terms = 0
     for example in examples:
@@ -31,4 +36,5 @@ def diagonal_fisher(params: dict[str, torch.Tensor], examples: Iterable[ExampleL
             if grad is not None:
                 sums[name] += grad.detach().square()
         terms += count
+    sums, terms = sum_across_processes(sums), sum_counts({"terms": terms})["terms"]
     return {name: s / terms for name, s in sums.items()}

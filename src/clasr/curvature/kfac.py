@@ -40,6 +40,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from clasr.atomic import atomic_path
+from clasr.distributed import sum_across_processes, sum_counts
 
 Masks = dict[str, torch.Tensor]  # sequence kind → boolean (B, T) mask, True at real positions
 Batch = Any  # whatever the model's loss reads; must have .to(device)
@@ -128,12 +129,17 @@ class KFACCollector:
             torch.autograd.grad(summed_loss(), weights, allow_unused=True)
 
     def factors(self) -> KFACFactors:
-        """The averages A = Σ x xᵀ / N and G = Σ ĝ ĝᵀ / N, as float32."""
-        empty = [name for name, n in self._counts.items() if n == 0]
+        """The averages A = Σ x xᵀ / N and G = Σ ĝ ĝᵀ / N, as float32.
+
+        In a multi-process run each process has passed its share of the batches: the sums and
+        counts of all processes are added first (:mod:`clasr.distributed`), so every process
+        gets the factors of all the batches. Every process must call this."""
+        A, G, counts = sum_across_processes(self._A), sum_across_processes(self._G), sum_counts(self._counts)
+        empty = [name for name, n in counts.items() if n == 0]
         if empty:
             raise ValueError(f"no real positions reached layers {empty}")
-        average = lambda sums: {k: (v / self._counts[k]).float() for k, v in sums.items()}  # noqa: E731
-        return KFACFactors(average(self._A), average(self._G), dict(self._counts))
+        average = lambda sums: {k: (v / counts[k]).float() for k, v in sums.items()}  # noqa: E731
+        return KFACFactors(average(A), average(G), counts)
 
     @contextmanager
     def _hooks(self, masks: Masks) -> Iterator[None]:

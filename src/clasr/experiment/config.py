@@ -26,6 +26,7 @@ from clasr.models.language import check_language_code
 from clasr.strategies import StrategyConfig
 from clasr.strategies.centralize import paper_preset
 from clasr.strategies.ft import FineTuneConfig
+from clasr.tracking import TrackingConfig
 from clasr.train import TrainConfig
 
 
@@ -118,6 +119,7 @@ class ExperimentConfig(_Strict):
     tasks: list[TaskConfig] = Field(min_length=1)
     general: list[GeneralSetConfig] = []
     guard: GuardConfig | None = Field(None, description="general-ability guard during training; off (null) by default")
+    tracking: TrackingConfig | None = Field(None, description="experiment trackers (TensorBoard, MLflow, W&B); off (null) by default")
 
     @model_validator(mode="before")
     @classmethod

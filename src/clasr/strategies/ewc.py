@@ -47,6 +47,7 @@ from clasr.curvature.fisher import ExampleLoss, diagonal_fisher
 from clasr.curvature.kfac import eval_mode
 from clasr.data.batching import SpeechBatch, SpeechCollator
 from clasr.data.manifest import Utterance
+from clasr.distributed import shard
 from clasr.models.teacher_forcing import fisher_loss, scored_tokens
 from clasr.strategies.base import Strategy, StrategySettings, TaskContext
 
@@ -104,8 +105,10 @@ def whisper_examples(
     config: EWCConfig,
     seed: int,
 ) -> Iterable[ExampleLoss]:
-    """One :data:`ExampleLoss` per utterance of a seeded random subset of ``fisher_utterances``."""
+    """One :data:`ExampleLoss` per utterance of a seeded random subset of ``fisher_utterances``
+    (with several processes, this process's share of the subset)."""
     chosen = random.Random(seed).sample(range(len(utterances)), min(config.fisher_utterances, len(utterances)))
+    chosen = shard(chosen)
     device = next(model.parameters()).device
     summed_loss = fisher_loss(model, config.fisher, seed)
 

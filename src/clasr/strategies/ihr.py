@@ -37,7 +37,8 @@ from pydantic import Field
 
 from clasr.curvature.kfac import KFACFactors, collect_kfac
 from clasr.curvature.solve import kronecker_solve
-from clasr.data.batching import SpeechBatch, make_loader
+from clasr.data.batching import SpeechBatch, batch_stream, duration_batches
+from clasr.distributed import shard
 from clasr.models.positions import whisper_kinds, whisper_linear_layers, whisper_masks
 from clasr.models.teacher_forcing import FisherType, fisher_loss
 from clasr.precision import BF16Setting, use_bf16
@@ -138,11 +139,13 @@ class InverseHessianRegularization(Strategy, settings=IHRConfig):
         return rescale(X, dW, self.config.alpha), residual
 
     def _collect(self, model: torch.nn.Module, task: TaskContext) -> KFACFactors:
-        loader = make_loader(
-            task.train_utterances, task.collator, self.config.curvature_batch_size, shuffle=True, seed=task.seed
-        )
+        """The factors over the first ``curvature_batches`` shuffled training batches; with several
+        processes each passes its share of them and the sums are added (:meth:`KFACCollector.factors`)."""
+        durations = [u.duration for u in task.train_utterances]
+        batches = duration_batches(durations, self.config.curvature_batch_size, shuffle=True, seed=task.seed)
+        mine = batch_stream(task.train_utterances, shard(batches[: self.config.curvature_batches]), task.collator)
         bf16 = use_bf16(self.config.curvature_bf16, next(model.parameters()).device)
-        return whisper_kfac(model, loader, self.config.fisher, task.seed, self.config.curvature_batches, bf16)
+        return whisper_kfac(model, mine, self.config.fisher, task.seed, bf16=bf16)
 
     def _remember(self, factors: KFACFactors) -> None:
         if self.config.past == "last":
