@@ -22,6 +22,7 @@ STRATEGIES = {
     "ihr": ({"name": "ihr", "past": "exact", "curvature_batches": 1, "curvature_batch_size": 4}, None),
     "ewc": ({"name": "ewc", "strength": 1e4, "fisher_utterances": 4}, None),
     "centralize": ({"name": "centralize", "every": 2}, {"type": "lora", "r": 2}),
+    "centralize_factors": ({"name": "centralize", "every": 2, "average": "factors"}, {"type": "lora", "r": 2}),
     "er": ({"name": "er", "memory_size": 3}, None),
     "task_arithmetic": ({"name": "task_arithmetic", "scale": 0.7}, None),
     "ties": ({"name": "ties", "top_k": 0.3}, {"type": "lora", "r": 2}),
