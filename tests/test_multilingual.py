@@ -221,7 +221,7 @@ def test_the_transcript_check_before_a_run_counts_the_tasks_language_prompt(mult
     from clasr.experiment.runner import _task_collator
 
     config = parse_config(_config(toy_dataset, task={"language": "de"}, model={"name": str(toy_dataset)}))
-    collator = _task_collator(multilingual, config, config.tasks[0])
+    collator = _task_collator(multilingual, config, config.tasks[0], load_sets(config))
     assert collator.prompt == [50258, LAYOUTS[80]["de"], 50359, 50363]
     [utt] = read_dataset(toy_dataset, Selection(split="train", max_utterances=1))[0]
     room = collator.max_target_positions - len(collator.prompt) - 1  # text tokens the decoder has room for
