@@ -91,3 +91,34 @@ def test_the_multilingual_demo_runs_each_set_in_its_language(tmp_path):
     assert configs["centralize"].strategy.name == "centralize" and configs["centralize"].adapter is not None
     assert configs["ft"].adapter is None and configs["ft"].train.learning_rate == 3e-5
     assert configs["ihr"].strategy.name == "ihr" and configs["ihr"].train.epochs == 1
+
+
+@pytest.mark.slow
+def test_a_small_multilingual_demo_runs_end_to_end(tmp_path, one_thread):
+    """The multilingual demo's runs (ft, lora, centralize, ihr) on a tiny random multilingual
+    Whisper and a small code-switched task with a German general set: every run finishes, shares
+    the foundation row, and decodes the general set in German."""
+    from clasr.bench.demo import run_demo, write_report
+    from clasr.models.whisper import tiny_random_multilingual_whisper
+
+    bundle = tiny_random_multilingual_whisper(seed=3, window_seconds=8.0)
+    folder = tmp_path / "model"
+    for part in (bundle.model, bundle.tokenizer, bundle.feature_extractor):
+        part.save_pretrained(folder)
+    spec = BenchmarkSpec(
+        domains=(DomainSpec(name="cs", description="code-switched", topic="spanglish",
+                            voices=(Voice(engine="espeak", name="es+m3"),), train=4, test=2),),
+        general=(DomainSpec(name="de", description="German", topic="german",
+                            voices=(Voice(engine="espeak", name="de+m1"),), train=0, test=2),),
+    )
+    settings = {**MULTILINGUAL_DEMO_EXPERIMENT, "model": {"name": str(folder), "window_seconds": 8.0},
+                "train": {**MULTILINGUAL_DEMO_EXPERIMENT["train"], "batch_size": 4},
+                "evaluation": {"batch_size": 4, "engine": "torch", "limits": {"max_new_tokens": 4}}}
+    runs = run_demo(tmp_path / "demo", tuple(MULTILINGUAL_DEMO_RUNS), spec, tmp_path / "cache", settings,
+                    runs_by_name=MULTILINGUAL_DEMO_RUNS)
+    assert [r.name for r in runs] == ["ft", "lora", "centralize", "ihr"] and all(r.metrics["complete"] for r in runs)
+    assert all(r.matrix["general_wer"]["de"][0] == runs[0].matrix["general_wer"]["de"][0] for r in runs)
+    rows = [json.loads(line) for line in (tmp_path / "demo" / "lora" / "hyps" / "row1" / "general_de.jsonl").read_text().splitlines()]
+    assert {row["language"] for row in rows} == {"de"}
+    report = write_report(runs, spec, tmp_path / "demo", settings)
+    assert "adapted domain after domain" in (report / "README.md").read_text()
