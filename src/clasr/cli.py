@@ -50,11 +50,13 @@ class _ListedSeeds(typer.core.TyperCommand):
 
 def _run_faults() -> tuple[type[Exception], ...]:
     """What a run can end with that is the user's to fix (a message, no traceback)."""
+    from clasr.distributed import ShardedParametersError
     from clasr.experiment.checkpoint import CheckpointError
     from clasr.experiment.lock import OutputFolderError, RunLockedError
     from clasr.train import TrainingDivergedError
 
-    return CheckpointError, RunLockedError, OutputFolderError, TrainingDivergedError, OSError  # OSError: disk full, …
+    faults = CheckpointError, RunLockedError, OutputFolderError, TrainingDivergedError, ShardedParametersError
+    return *faults, OSError  # OSError: disk full, …
 
 
 def _report_bad_row(bad) -> None:
@@ -151,7 +153,7 @@ def _relaunch(processes: int) -> None:
         if arg == "--processes" or arg.startswith("--processes="):
             del arguments[i : i + (2 if arg == "--processes" else 1)]
             break
-    raise typer.Exit(code=subprocess.call(launch_command(processes, arguments)))
+    raise typer.Exit(code=subprocess.call(launch_command(processes, ["-m", "clasr", *arguments])))
 
 
 @app.command("eval")
@@ -489,10 +491,17 @@ def demo(
         None, "--seeds", help="run every strategy once per seed (--seeds 0 1 2): OUTPUT/<strategy>/seed<k>/, the "
         "table and report show means over seeds with their intervals",
     ),
+    preset: str = typer.Option(
+        "english", help="english: tiny.en on three English domains (ft, fta, ihr); multilingual: base on an "
+        "English accent then Spanish–English code-switching, general sets in English, Spanish, German, French "
+        "(ft, lora, centralize, ihr)",
+    ),
 ) -> None:
-    """The built-in benchmark end to end: tiny.en adapted domain after domain with each strategy,
-    one table side by side, and a report (Markdown + plots). Re-running resumes."""
-    from clasr.bench.default import DEMO_SPEC, DEMO_STRATEGIES
+    """The built-in benchmark end to end: tiny.en (or, with --preset multilingual, base) adapted
+    domain after domain with each strategy, one table side by side, and a report (Markdown +
+    plots). Re-running resumes."""
+    from clasr.bench.default import DEMO_EXPERIMENT, DEMO_SPEC, DEMO_STRATEGIES, MULTILINGUAL_DEMO_EXPERIMENT
+    from clasr.bench.default import MULTILINGUAL_DEMO_RUNS, MULTILINGUAL_DEMO_SPEC
     from clasr.bench.demo import bundled_real_speech, run_demo, write_report
     from clasr.bench.generate import GenerationError
     from clasr.bench.voices import VoiceError
@@ -500,13 +509,22 @@ def demo(
     from clasr.models.errors import ModelError
     from clasr.report.comparison import comparison_table
 
-    chosen = _benchmark_spec(spec, DEMO_SPEC)
+    presets = {
+        "english": (DEMO_SPEC, DEMO_STRATEGIES, DEMO_EXPERIMENT, None),
+        "multilingual": (MULTILINGUAL_DEMO_SPEC, tuple(MULTILINGUAL_DEMO_RUNS), MULTILINGUAL_DEMO_EXPERIMENT,
+                         MULTILINGUAL_DEMO_RUNS),
+    }
+    if preset not in presets:
+        _fail(f"--preset: {preset!r} is not one of {', '.join(presets)}")
+    default_spec, default_strategies, settings, named_runs = presets[preset]
+    chosen = _benchmark_spec(spec, default_spec)
     try:
         real = real_speech or bundled_real_speech()
-        runs = run_demo(output, tuple(strategies or DEMO_STRATEGIES), chosen, real_general=real, seeds=seeds)
+        runs = run_demo(output, tuple(strategies or default_strategies), chosen, settings=settings,
+                        real_general=real, seeds=seeds, runs_by_name=named_runs)
     except (ConfigError, DataError, ModelError, AudioError, VoiceError, GenerationError) as error:
         _fail(str(error))
-    report = write_report(runs, chosen, output)
+    report = write_report(runs, chosen, output, settings)
     _print_wide(comparison_table(runs, "WER % per strategy — row: after training through that task"))
     console.print(f"report: {report / 'README.md'} (plots beside it); runs: {output}/<strategy>/")
 
