@@ -39,12 +39,10 @@ def test_the_guard_scorer_returns_the_sets_metric(toy_dataset, one_thread):
 def test_the_record_and_log_name_each_sets_metric():
     sets = [GuardedSet("ja", [], "whisper_basic", "ja", "cer_nospace"), GuardedSet("en", [], "whisper_english")]
     logged = []
-    rates = iter([{"ja": 0.10, "en": 0.05}, {"ja": 0.30, "en": 0.05}])
+    checks = {"ja": iter([0.10, 0.30]), "en": iter([0.05, 0.05])}  # each set's rate at steps 0 and 1
     guard = TaskGuard(GuardConfig(mode="stop", every_steps=1), torch.nn.Linear(2, 2), sets,
-                      lambda s: next_rates[s.name], log=logged.append)
-    next_rates = next(rates)
+                      lambda guarded: next(checks[guarded.name]), log=logged.append)
     guard.start()
-    next_rates = next(rates)
     assert guard.after_step(1, last=False)  # ja's CER rose 20 points: stop
     facts = guard.facts()
     assert facts["metrics"] == {"ja": "cer_nospace", "en": "wer"}

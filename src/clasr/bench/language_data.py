@@ -20,13 +20,9 @@ import re
 
 from clasr.bench.sentence_data import SHARED_SLOTS
 
-# topic → (language of the sentence frame, ISO 639-1; the other language inserted, or None)
-LANGUAGE_TOPICS: dict[str, tuple[str, str | None]] = {
-    "spanish": ("es", None),
-    "german": ("de", None),
-    "french": ("fr", None),
-    "spanglish": ("es", "en"),
-}
+# topic → ISO 639-1 language of its sentences (of the sentence frame, for a code-switched topic,
+# whose inserted words are marked with their own language)
+LANGUAGE_TOPICS: dict[str, str] = {"spanish": "es", "german": "de", "french": "fr", "spanglish": "es"}
 
 _NAMES = {"name": SHARED_SLOTS["name"], "friend": SHARED_SLOTS["friend"]}
 

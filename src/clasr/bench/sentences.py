@@ -108,7 +108,7 @@ def topic_language(topic: str) -> str:
     """The ISO 639-1 language of a topic's sentences (for a code-switched topic, that of the
     sentence frame): ``en`` for the English topics."""
     _check_topic(topic)
-    return LANGUAGE_TOPICS[topic][0] if topic in LANGUAGE_TOPICS else "en"
+    return LANGUAGE_TOPICS.get(topic, "en")
 
 
 @lru_cache(maxsize=None)
