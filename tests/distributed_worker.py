@@ -87,9 +87,9 @@ def train_ft(bundle, context: TaskContext, grad_accumulation: int) -> dict[str, 
     return gradients
 
 
-def interrupt_at_task_2():
+def stopping_at_task_2(train):
+    """``train`` (the runner's ``train_task``) that raises :class:`Interrupted` when task 2 starts."""
     calls = []
-    train = runner.train_task
 
     def first_task_only(*args, **kwargs):
         calls.append(1)
@@ -97,7 +97,7 @@ def interrupt_at_task_2():
             raise Interrupted
         return train(*args, **kwargs)
 
-    runner.train_task = first_task_only
+    return first_task_only
 
 
 def main(checkpoint: str, data: str, ft_config: str, out: str) -> None:
@@ -117,7 +117,7 @@ def main(checkpoint: str, data: str, ft_config: str, out: str) -> None:
         save_file({k: v.detach().clone() for k, v in bundle.model.state_dict().items()}, str(out_dir / "trained.safetensors"))
         (out_dir / "rows.json").write_text(json.dumps(rows))
 
-    interrupt_at_task_2()
+    runner.train_task = stopping_at_task_2(runner.train_task)
     try:
         runner.run_experiment(load_config(ft_config))
     except Interrupted:

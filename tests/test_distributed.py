@@ -11,6 +11,7 @@ resumed here in one process and must finish complete.
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -160,3 +161,38 @@ def test_a_run_stopped_after_task_1_with_two_processes_resumes_in_one(two_proces
     matrix = json.loads((out / "matrix.json").read_text())
     assert matrix["wer"][:2] == rows_before and len(matrix["wer"]) == 3
     assert (out / "model" / "model.safetensors").exists() and (out / "hyps" / "row2").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", [
+    {"name": "ihr", "curvature_batches": 3, "curvature_batch_size": 2, "curvature_bf16": False},
+    {"name": "ewc", "strength": 1e4, "fisher_utterances": 5},
+], ids=["ihr", "ewc"])
+def test_a_one_process_run_stopped_after_task_1_resumes_with_clasr_run_processes_2(tmp_path, tiny_checkpoint, monkeypatch, strategy):
+    """The other direction, through the command users type, for the strategies with statistics."""
+    data = write_dataset(tmp_path / "a", n_train=10, n_test=5, seed=1)
+    path = _ft_config(tmp_path, tiny_checkpoint, data)
+    config = yaml.safe_load(path.read_text()) | {"strategy": strategy}
+    path.write_text(yaml.safe_dump(config))
+    from clasr.experiment import runner
+
+    monkeypatch.setattr(runner, "train_task", worker.stopping_at_task_2(runner.train_task))
+    with pytest.raises(worker.Interrupted):
+        run_experiment(load_config(path))
+    out = Path(config["output_dir"])
+    rows_before = json.loads((out / "matrix.json").read_text())["wer"]
+    state_before = load_file(str(out / "progress" / "strategy.safetensors"))
+    command = [sys.executable, "-m", "clasr", "run", str(path), "--processes", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "resuming" in done.stderr and done.stdout.count("WER matrix") == 1  # one process prints
+    matrix = json.loads((out / "matrix.json").read_text())
+    assert matrix["wer"][:2] == rows_before and len(matrix["wer"]) == 3
+    assert json.loads((out / "metrics.json").read_text())["complete"] and (out / "model" / "model.safetensors").exists()
+    state = load_file(str(out / "progress" / "strategy.safetensors"))
+    assert state.keys() == state_before.keys() and all(torch.isfinite(v).all() for v in state.values())
+    assert any(not state[k].equal(state_before[k]) for k in state)  # task 2's statistics replaced task 1's
+    for name, n in (("test_a", 5), ("test_b", 3), ("general_g", 3)):
+        lines = (out / "hyps" / "row2" / f"{name}.jsonl").read_text().splitlines()
+        assert len({json.loads(line)["id"] for line in lines}) == len(lines) == n
+
