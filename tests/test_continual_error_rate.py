@@ -42,7 +42,7 @@ def _fake_run(out: Path, metrics: dict[str, str], seed: int = 0, n: int = 12) ->
     cells are the corpus rates of those files (as the runner writes them)."""
     rng = np.random.default_rng(seed)
     keys = {"test/t1": metrics["t1"], "test/t2": metrics["t2"], "general/g": metrics["general:g"]}
-    references = {key: _references(rng, n) for key in keys}
+    references = {key: _references(np.random.default_rng(len(key)), n) for key in keys}  # the same utterances in every seed
     rows = []
     for row in range(len(TASKS) + 1):
         cells = {}
@@ -101,3 +101,21 @@ def test_a_cer_scored_set_counts_in_its_metric(tmp_path):
     assert on_disk["set_metrics"] == metrics and on_disk["rate"] == "error_rate"
     assert "error rate (wer: t1; cer_nospace: t2; mer: general:g)" in metrics_markdown(written)
     assert "cer_nospace: t2" in metrics_table(written).title
+
+
+def test_a_sweep_with_a_cer_scored_set_keeps_error_rate_statistics(tmp_path):
+    from clasr.report.markdown import matrix_markdown
+    from clasr.report.sweep import write_sweep_results
+
+    metrics = {"t1": "wer", "t2": "cer_nospace", "general:g": "wer"}
+    per_seed = [_fake_run(tmp_path / f"seed{k}", metrics, seed=10 + k) for k in range(3)]
+    aggregate = write_sweep_results(tmp_path, [0, 1, 2])
+    matrix, _ = read_results(tmp_path)
+    seeds = [read_results(tmp_path / f"seed{k}")[0] for k in range(3)]
+    assert aggregate["average_wer"] == pytest.approx(np.mean([m["average_wer"] for m in per_seed]))
+    assert aggregate["set_metrics"] == metrics and aggregate["rate"] == "error_rate"
+    assert matrix["error_rate_std"][2][1] == pytest.approx(np.std([m["error_rate"][2][1] for m in seeds], ddof=1))
+    assert "wer_ci95" not in matrix and "wer_std" not in matrix  # no error-rate interval filed as a WER one
+    low, high = matrix["error_rate_ci95"][2][1]
+    assert low <= matrix["error_rate"][2][1] <= high
+    assert "t2 [cer_nospace]" in matrix_markdown(matrix) and " (" in matrix_markdown(matrix).splitlines()[2]
