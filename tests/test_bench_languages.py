@@ -122,3 +122,12 @@ def test_a_small_multilingual_demo_runs_end_to_end(tmp_path, one_thread):
     assert {row["language"] for row in rows} == {"de"}
     report = write_report(runs, spec, tmp_path / "demo", settings)
     assert "adapted domain after domain" in (report / "README.md").read_text()
+
+
+def test_an_unknown_demo_preset_is_refused_naming_the_presets(tmp_path):
+    from typer.testing import CliRunner
+
+    from clasr.cli import app
+
+    outcome = CliRunner().invoke(app, ["demo", "--preset", "klingon", "--output", str(tmp_path)])
+    assert outcome.exit_code == 2 and "--preset: 'klingon' is not one of english, multilingual" in outcome.output
