@@ -53,6 +53,15 @@ def test_a_single_process_takes_every_item_and_sums_nothing():
     assert sum_counts({"n": 4}) == {"n": 4}
 
 
+def test_the_launch_command_starts_n_processes_of_the_given_command_on_a_free_port():
+    command = launch_command(3, ["-m", "clasr", "run", "x.yaml"])
+    assert command[1:3] == ["-m", "accelerate.commands.launch"] and command[-4:] == ["-m", "clasr", "run", "x.yaml"]
+    options = dict(zip(command[3:-4:], command[4:-4]))
+    assert options["--num_processes"] == "3" and "--multi_gpu" in command and int(options["--main_process_port"]) > 0
+    with pytest.raises(ValueError, match="at least 2"):
+        launch_command(1, ["-m", "clasr"])
+
+
 def _accelerator(kind: str, zero_stage: int | None = None) -> SimpleNamespace:
     plugin = SimpleNamespace(zero_stage=zero_stage) if zero_stage else None
     return SimpleNamespace(distributed_type=DistributedType[kind], state=SimpleNamespace(deepspeed_plugin=plugin))

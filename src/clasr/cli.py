@@ -210,6 +210,10 @@ def eval_command(
         )
     except (DataError, ModelError, AudioError, ValueError) as error:
         _fail(str(error))
+    from clasr.distributed import is_main_process
+
+    if not is_main_process():  # under a launcher every process decodes its share; one writes and prints
+        return
     if hypotheses is not None:
         write_hypotheses(hypotheses, result.rows)
     stdout.print_json(json.dumps({"data": str(data), "split": split, **result.summary()}))
