@@ -5,6 +5,12 @@ general set; then for each task t the model is trained on task t, the strategy t
 into θ_t, and every set is scored again (row t). Each finished row is committed
 atomically with the weights (:mod:`clasr.experiment.checkpoint`), so running the same
 config on the same directory again resumes after the last finished row.
+
+:func:`run_experiment` reads as its steps (``_run``): check the folder against the config;
+start or resume (model, strategy, screened sets, the last committed row's weights and
+strategy state, or a reused foundation row); for each row still to do, train a task
+(:func:`run_task`: the strategy's hooks around the one training loop, with the task's
+adapters and guard) and score and commit the row; finish (timings, exported model).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import shutil
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -366,20 +373,64 @@ def _remove_unfinished_rows(out: Path, rows_done: int) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@dataclass
+class _Run:
+    """What the steps of one run share once it has started (or resumed)."""
+
+    config: ExperimentConfig
+    out: Path
+    state: RunState
+    sets: ExperimentSets
+    bundle: WhisperBundle
+    strategy: Strategy
+    accelerator: Accelerator
+    main: bool  # the process that evaluates… writes every file
+    metrics: dict
+
+
 def _run(config: ExperimentConfig, foundation_from: Path | None) -> dict:
+    """The recipe: check the folder against the config; rebuild the files of a finished run, or
+    start (or resume) it, then train and score each row still to do, and finish."""
     out = Path(config.output_dir)
+    state, sets, fingerprints = _checked_state(config, out)
+    if state.rows_done == len(config.tasks) + 1 and (out / "model").exists():
+        return _rebuild_finished(config, out, state)
+    run = _start_or_resume(config, out, state, sets, fingerprints, foundation_from)
+    for index in range(run.state.rows_done, len(config.tasks) + 1):
+        started = time.perf_counter()
+        row = _train_row(run, index) if index > 0 else {"label": "foundation"}
+        _score_and_commit_row(run, index, row, started)
+    return _finish(run)
+
+
+def _checked_state(config: ExperimentConfig, out: Path) -> tuple[RunState, ExperimentSets, dict[str, dict]]:
+    """The folder's committed state and the config's sets, refused when the folder holds another
+    config's run or the sets now select other utterances."""
     state = load_state(out)
     check_output_dir(config, state)
     sets = load_sets(config)
     fingerprints = sets.fingerprints()
     check_same_data(state, fingerprints)
+    return state, sets, fingerprints
+
+
+def _rebuild_finished(config: ExperimentConfig, out: Path, state: RunState) -> dict:
+    """A finished run: its derived files rebuilt from the committed state, nothing trained."""
+    console.print(f"{out}: every row is done and the model exported; nothing to do")
+    if not process_state().is_main_process:
+        return {}
+    write_json(out / "timings.json", _timings(state))
+    return _write_results(out, state, config)
+
+
+def _start_or_resume(
+    config: ExperimentConfig, out: Path, state: RunState, sets: ExperimentSets, fingerprints: dict[str, dict],
+    foundation_from: Path | None,
+) -> _Run:
+    """Load the model and the strategy, screen the sets and record the config; then restore the
+    last committed row's weights and strategy state (resume), or take row 0 from
+    ``foundation_from`` (a new run that reuses another run's foundation row)."""
     main = process_state().is_main_process
-    if state.rows_done == len(config.tasks) + 1 and (out / "model").exists():
-        console.print(f"{out}: every row is done and the model exported; nothing to do")
-        if not main:
-            return {}
-        write_json(out / "timings.json", _timings(state))
-        return _write_results(out, state, config)  # derived files rebuilt from the committed state
     if main:
         _remove_unfinished_rows(out, state.rows_done)
     reused = None
@@ -389,14 +440,7 @@ def _run(config: ExperimentConfig, foundation_from: Path | None) -> dict:
     check_languages(config, bundle)
     strategy = build_strategy(config.strategy)
     accelerator = Accelerator()
-    screen_sets(sets, {task.name: _task_collator(bundle, config, task, sets, config.tasks[:i]) for i, task in enumerate(config.tasks)})
-    skipped = sets.bad_row_counts()
-    state.config, state.data = config.to_plain(), fingerprints
-    if main:  # evaluation and every write happen once, on the main process
-        write_text(out / "config.yaml", yaml.safe_dump(state.config, sort_keys=False))
-        write_json(out / "data_report.json", {"bad_row_counts": skipped, "sets": sets.reports})
-    if skipped:
-        console.print(f"[yellow]skipped rows by reason:[/] {skipped} (see {out / 'data_report.json'})")
+    _screen_and_record(config, out, state, sets, fingerprints, bundle, main)
     if state.rows_done:
         state_tensors = restore(out, bundle.model)
         strategy.load_state_dict({k: v.to(accelerator.device) for k, v in state_tensors.items()})
@@ -409,29 +453,57 @@ def _run(config: ExperimentConfig, foundation_from: Path | None) -> dict:
         console.print(f"foundation row reused from {foundation_from}")
     bundle.model.to(accelerator.device)
     metrics = _write_results(out, state, config) if main else {}
-    for index in range(state.rows_done, len(config.tasks) + 1):
-        start = time.perf_counter()
-        row: dict = {"label": "foundation"}
-        if index > 0:
-            if main:
-                _require_space_for_task(out, bundle, strategy, last=index == len(config.tasks))
-            row = {"label": f"after {config.tasks[index - 1].name}"}
-            row.update(run_task(bundle, strategy, sets, config, accelerator, index, out))
-        view = strategy.extra_view(bundle.model)  # every process scores its share of each set
-        row["cells"] = evaluate_row(bundle, sets, config, out, index, strategy)
-        if view is not None:
-            label, deployed = view
-            with deployed:
-                row["view"] = {"label": label, "cells": evaluate_row(bundle, sets, config, out, index, strategy, True)}
-        if main:
-            row["seconds"] = time.perf_counter() - start
-            state.rows.append(row)
-            commit(out, state, bundle.model if index > 0 else None, strategy.state_dict())
-            metrics = _write_results(out, state, config)
-        accelerator.wait_for_everyone()
-    if main:
-        write_json(out / "timings.json", _timings(state))
-        if not (out / "model").exists():
-            require_free_space(out, model_bytes(bundle.model), "the exported model")
-            export_model(bundle, out / "model")
-    return metrics
+    return _Run(config, out, state, sets, bundle, strategy, accelerator, main, metrics)
+
+
+def _screen_and_record(
+    config: ExperimentConfig, out: Path, state: RunState, sets: ExperimentSets, fingerprints: dict[str, dict],
+    bundle: WhisperBundle, main: bool,
+) -> None:
+    """Drop the rows the model cannot take (each task with its own collator), and record the
+    config, the data fingerprints and the data report."""
+    screen_sets(sets, {task.name: _task_collator(bundle, config, task, sets, config.tasks[:i]) for i, task in enumerate(config.tasks)})
+    skipped = sets.bad_row_counts()
+    state.config, state.data = config.to_plain(), fingerprints
+    if main:  # evaluation and every write happen once, on the main process
+        write_text(out / "config.yaml", yaml.safe_dump(state.config, sort_keys=False))
+        write_json(out / "data_report.json", {"bad_row_counts": skipped, "sets": sets.reports})
+    if skipped:
+        console.print(f"[yellow]skipped rows by reason:[/] {skipped} (see {out / 'data_report.json'})")
+
+
+def _train_row(run: _Run, index: int) -> dict:
+    """Row ``index``'s training: task ``index`` trained and the strategy applied (after checking
+    that its checkpoint will fit on disk)."""
+    if run.main:
+        _require_space_for_task(run.out, run.bundle, run.strategy, last=index == len(run.config.tasks))
+    facts = run_task(run.bundle, run.strategy, run.sets, run.config, run.accelerator, index, run.out)
+    return {"label": f"after {run.config.tasks[index - 1].name}"} | facts
+
+
+def _score_and_commit_row(run: _Run, index: int, row: dict, started: float) -> None:
+    """Score every set with the model as deployed (and the strategy's extra view, if any), then
+    commit the row with the weights and the strategy's state, atomically."""
+    view = run.strategy.extra_view(run.bundle.model)  # every process scores its share of each set
+    row["cells"] = evaluate_row(run.bundle, run.sets, run.config, run.out, index, run.strategy)
+    if view is not None:
+        label, deployed = view
+        with deployed:
+            cells = evaluate_row(run.bundle, run.sets, run.config, run.out, index, run.strategy, True)
+            row["view"] = {"label": label, "cells": cells}
+    if run.main:
+        row["seconds"] = time.perf_counter() - started
+        run.state.rows.append(row)
+        commit(run.out, run.state, run.bundle.model if index > 0 else None, run.strategy.state_dict())
+        run.metrics = _write_results(run.out, run.state, run.config)
+    run.accelerator.wait_for_everyone()
+
+
+def _finish(run: _Run) -> dict:
+    """The timings, and the deployed model exported once; returns the run's metrics."""
+    if run.main:
+        write_json(run.out / "timings.json", _timings(run.state))
+        if not (run.out / "model").exists():
+            require_free_space(run.out, model_bytes(run.bundle.model), "the exported model")
+            export_model(run.bundle, run.out / "model")
+    return run.metrics
