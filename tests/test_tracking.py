@@ -71,3 +71,33 @@ def test_a_tensorboard_run_holds_every_step_and_row(tmp_path, one_thread):
     assert scalars["metrics/average_wer"] == [(1, 0.5)]
     assert scalars["metrics/general/g/change"] == [(1, pytest.approx(-0.1))]
     assert not any(tag.startswith("metrics/ci95") for tag in scalars)
+
+
+def test_a_run_with_tracking_logs_every_row_and_step_and_resumes_with_tracking_off(tmp_path, tiny_checkpoint, one_thread):
+    import json
+
+    import yaml
+
+    from clasr.experiment.config import load_config
+    from clasr.experiment.runner import run_experiment
+    from conftest import write_dataset
+
+    data = write_dataset(tmp_path / "a", seed=1)
+    config = {
+        "name": "tracked", "output_dir": str(tmp_path / "out"), "tracking": {},
+        "model": {"name": str(tiny_checkpoint), "window_seconds": 2.0},
+        "train": {"learning_rate": 1e-3, "batch_size": 4, "warmup_ratio": 0.0, "max_steps": 2},
+        "evaluation": {"batch_size": 8, "limits": {"max_new_tokens": 2}},
+        "tasks": [{"name": n, "data": str(data), "train": {"split": "train"}, "test": {"split": "test"}} for n in "ab"],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_experiment(load_config(path))
+    scalars = _scalars(tmp_path / "out" / "tracking" / "tracked")
+    matrix = json.loads((tmp_path / "out" / "matrix.json").read_text())
+    assert [step for step, _ in scalars["train/loss"]] == [1, 2, 3, 4]  # two tasks of two steps, one axis
+    assert [v for _, v in scalars["row/test/a/wer"]] == pytest.approx([row[0] for row in matrix["wer"]], rel=1e-6)
+    assert [step for step, _ in scalars["row/test/b/wer"]] == [0, 1, 2]
+    config["tracking"] = None  # result-neutral: the finished run is still this run
+    path.write_text(yaml.safe_dump(config))
+    assert run_experiment(load_config(path))["complete"]

@@ -29,7 +29,7 @@ from clasr.adapters import extra_loss as adapter_extra_loss
 from clasr.adapters.session import task_adapters, training_set
 from clasr.atomic import atomic_path, remove_orphans, write_json, write_text
 from clasr.data.batching import SpeechCollator, utterance_languages
-from clasr.distributed import is_main_process, process_state
+from clasr.distributed import is_main_process, process_state, require_full_parameters
 from clasr.evaluate import evaluate, write_hypotheses
 from clasr.experiment.checkpoint import RunState, commit, commit_bytes, load_state, restore
 from clasr.experiment.disk import model_bytes, require_free_space
@@ -46,11 +46,12 @@ from clasr.report.guard import write_guard
 from clasr.report.results import write_results
 from clasr.strategies import Strategy, build_strategy
 from clasr.strategies.base import TaskContext
+from clasr.tracking import accelerator_options, log_row, start_run
 from clasr.train import train_task
 
 
 # Config keys that do not change results: a run may resume with other values.
-RESULT_NEUTRAL_KEYS = ("output_dir", "train.num_workers")
+RESULT_NEUTRAL_KEYS = ("output_dir", "train.num_workers", "tracking", "tracking.log_with", "tracking.project")
 
 
 def _differences(old, new, path: str = "") -> list[str]:
@@ -190,8 +191,10 @@ def run_task(
     accelerator: Accelerator,
     index: int,
     out: Path,
+    steps_before: int = 0,
 ) -> dict:
-    """Train on task ``index`` (1-based) and apply the strategy; returns the row's training facts."""
+    """Train on task ``index`` (1-based) and apply the strategy; returns the row's training facts.
+    ``steps_before``: the run's optimizer steps in earlier tasks (the trackers' step axis)."""
     task = config.tasks[index - 1]
     collator = _task_collator(bundle, config, task, sets, config.tasks[: index - 1])
     earlier = [(t.name, sets.train[t.name]) for t in config.tasks[: index - 1]]
@@ -201,7 +204,8 @@ def run_task(
     before = time.perf_counter() - start
     utterances = strategy.training_utterances(context)
     adapting = (
-        task_adapters(bundle.model, config.adapter, training_set(utterances, collator), out / "adapters" / f"task{index}_{task.name}")
+        task_adapters(bundle.model, config.adapter, training_set(utterances, collator),
+                      out / "adapters" / f"task{index}_{task.name}" if is_main_process() else None)
         if config.adapter
         else nullcontext({})
     )
@@ -218,6 +222,7 @@ def run_task(
             extra_loss=_combined_extra_loss(strategy, config.adapter is not None),
             description=f"task {index} {task.name}",
             on_step=guard.after_step if guard else None,
+            steps_before=steps_before,
         )
         if config.adapter:
             strategy.adapters_trained(bundle.model, context)
@@ -439,7 +444,9 @@ def _start_or_resume(
     bundle = load_whisper(config.model.name, config.model.window_seconds)
     check_languages(config, bundle)
     strategy = build_strategy(config.strategy)
-    accelerator = Accelerator()
+    accelerator = Accelerator(**accelerator_options(config.tracking, out))
+    require_full_parameters(accelerator, config.strategy.name)
+    start_run(accelerator, config.tracking, config.name, config.to_plain())
     _screen_and_record(config, out, state, sets, fingerprints, bundle, main)
     if state.rows_done:
         state_tensors = restore(out, bundle.model)
@@ -477,7 +484,8 @@ def _train_row(run: _Run, index: int) -> dict:
     that its checkpoint will fit on disk)."""
     if run.main:
         _require_space_for_task(run.out, run.bundle, run.strategy, last=index == len(run.config.tasks))
-    facts = run_task(run.bundle, run.strategy, run.sets, run.config, run.accelerator, index, run.out)
+    steps_before = sum(row["train"]["optimizer_steps"] for row in run.state.rows[1:])  # only the main process logs; its rows are all there
+    facts = run_task(run.bundle, run.strategy, run.sets, run.config, run.accelerator, index, run.out, steps_before)
     return {"label": f"after {run.config.tasks[index - 1].name}"} | facts
 
 
@@ -496,11 +504,13 @@ def _score_and_commit_row(run: _Run, index: int, row: dict, started: float) -> N
         run.state.rows.append(row)
         commit(run.out, run.state, run.bundle.model if index > 0 else None, run.strategy.state_dict())
         run.metrics = _write_results(run.out, run.state, run.config)
+        log_row(run.accelerator, index, row["cells"], run.metrics)
     run.accelerator.wait_for_everyone()
 
 
 def _finish(run: _Run) -> dict:
     """The timings, and the deployed model exported once; returns the run's metrics."""
+    run.accelerator.end_training()  # closes the tracker run
     if run.main:
         write_json(run.out / "timings.json", _timings(run.state))
         if not (run.out / "model").exists():
