@@ -487,8 +487,8 @@ def demo(
         None, "--strategy", help="strategies to compare (repeatable; default: ft, fta, ihr — the memory-free ones)"
     ),
     real_speech: Optional[Path] = typer.Option(
-        None, help="real speech scored as a general set (a folder with a test split); default: the bundled "
-        "CMU ARCTIC mini set of a clone (examples/data/arctic_kathleen_mini), if present"
+        None, help="real speech scored as a general set (a folder with a test split); default (english preset): "
+        "the bundled CMU ARCTIC mini set of a clone (examples/data/arctic_kathleen_mini), if present"
     ),
     spec: Optional[Path] = typer.Option(None, help="benchmark spec YAML (default: the demo's three domains)"),
     seeds: Optional[list[int]] = typer.Option(
@@ -523,7 +523,7 @@ def demo(
     default_spec, default_strategies, settings, named_runs = presets[preset]
     chosen = _benchmark_spec(spec, default_spec)
     try:
-        real = real_speech or bundled_real_speech()
+        real = real_speech or (bundled_real_speech() if preset == "english" else None)  # multilingual: time budget
         runs = run_demo(output, tuple(strategies or default_strategies), chosen, settings=settings,
                         real_general=real, seeds=seeds, runs_by_name=named_runs)
     except (ConfigError, DataError, ModelError, AudioError, VoiceError, GenerationError) as error:
