@@ -1,7 +1,8 @@
 """Joint training on all tasks so far — the cumulative upper reference (it stores all data).
 
 Task t trains on the union of the training sets of tasks 1..t, concatenated in task
-order (the training loop then batches by duration, so batches mix the tasks)::
+order (the training loop then batches by duration, so batches mix the tasks), each utterance
+behind its own task's language prompt (:func:`clasr.data.batching.utterance_languages`)::
 
     θ̃_t = train(θ_{t−1}, D_1 ∪ … ∪ D_t),        θ_t = θ̃_t
 

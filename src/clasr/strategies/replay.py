@@ -12,7 +12,10 @@ generator seeded with the task's seed, so the memory is a function of the run's 
 Mixing: task t trains on the concatenation of its own training set and the memory.
 The training loop sorts utterances by duration before batching, so batches are mixtures
 of new and replayed utterances of similar length, and every replayed utterance is seen
-once per epoch; the share of replay is memory / (memory + task size).
+once per epoch; the share of replay is memory / (memory + task size). A replayed utterance is
+trained behind its own task's language prompt (the task's collator maps every earlier task's
+utterances to their language, :func:`clasr.data.batching.utterance_languages`), not the
+current task's.
 
 State (tensors only): the memory as (task index, utterance index) pairs into the tasks'
 training sets and the number of utterances seen; pairs are resolved to utterances from
