@@ -8,7 +8,7 @@ from accelerate import Accelerator
 from accelerate.tracking import get_available_trackers
 
 from clasr.experiment.config import ConfigError, parse_config
-from clasr.tracking import TrackingConfig, accelerator_options, flat_config, log_row, start_run
+from clasr.tracking import TrackingConfig, accelerator_options, end_run, flat_config, log_row, start_run
 from clasr.train import TrainConfig, train_task
 from conftest import toy_task
 
@@ -57,7 +57,7 @@ def test_a_tensorboard_run_holds_every_step_and_row(tmp_path, one_thread):
     stats = train_task(bundle.model, utterances, collator, config, accelerator, steps_before=10)
     cells = {"a": {"wer": 0.5, "cer": 0.25, "error_rate": 0.5, "utterances": 4}}
     log_row(accelerator, 1, cells, {"average_wer": 0.5, "general": {"g": {"change": -0.1}}, "ci95": {"x": [0, 1]}})
-    accelerator.end_training()
+    end_run(accelerator)
 
     runs = list((tmp_path / "out" / "tracking").iterdir())
     assert [r.name for r in runs] == ["toy"]  # one tracker run, named by the project

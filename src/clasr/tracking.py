@@ -81,6 +81,14 @@ def flat_config(plain: dict, prefix: str = "") -> dict:
     return flat
 
 
+def end_run(accelerator: Accelerator) -> None:
+    """Close the tracker run. (Not ``Accelerator.end_training``, which also ends the process
+    group that the next run of a sweep of seeds still needs.)"""
+    for tracker in accelerator.trackers:
+        tracker.finish()
+    accelerator.trackers = []
+
+
 def log_step(accelerator: Accelerator, step: int, loss: float, learning_rate: float, utterances: int, seconds: float) -> None:
     """One optimizer step's figures; ``utterances``: this process's since the task started.
     Called on every process (the reduction is collective), written by the main one."""

@@ -10,7 +10,8 @@ config on the same directory again resumes after the last finished row.
 start or resume (model, strategy, screened sets, the last committed row's weights and
 strategy state, or a reused foundation row); for each row still to do, train a task
 (:func:`run_task`: the strategy's hooks around the one training loop, with the task's
-adapters and guard) and score and commit the row; finish (timings, exported model).
+adapters and guard) and score and commit the row (with the results and timings files); finish
+(the exported model).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from clasr.report.guard import write_guard
 from clasr.report.results import write_results
 from clasr.strategies import Strategy, build_strategy
 from clasr.strategies.base import TaskContext
-from clasr.tracking import accelerator_options, log_row, start_run
+from clasr.tracking import accelerator_options, end_run, log_row, start_run
 from clasr.train import train_task
 
 
@@ -327,6 +328,7 @@ def _write_results(out: Path, state: RunState, config: ExperimentConfig) -> dict
     general = [g.name for g in config.general]
     dev = [t.name for t in config.tasks if t.dev is not None]
     write_guard(out, state.rows)
+    write_json(out / "timings.json", _timings(state))
     return write_results(out, state.rows, tasks, general, dev)
 
 
@@ -339,6 +341,7 @@ def _timings(state: RunState) -> dict:
             {
                 "row": i,
                 "label": row["label"],
+                "seconds": row.get("seconds"),  # the row's wall time: training, strategy, scoring
                 "train": row.get("train"),
                 "strategy_seconds": row.get("strategy_seconds"),
                 "guard_seconds": row["guard"]["seconds"] if row.get("guard") else None,  # within train seconds
@@ -424,7 +427,6 @@ def _rebuild_finished(config: ExperimentConfig, out: Path, state: RunState) -> d
     console.print(f"{out}: every row is done and the model exported; nothing to do")
     if not process_state().is_main_process:
         return {}
-    write_json(out / "timings.json", _timings(state))
     return _write_results(out, state, config)
 
 
@@ -509,11 +511,9 @@ def _score_and_commit_row(run: _Run, index: int, row: dict, started: float) -> N
 
 
 def _finish(run: _Run) -> dict:
-    """The timings, and the deployed model exported once; returns the run's metrics."""
-    run.accelerator.end_training()  # closes the tracker run
-    if run.main:
-        write_json(run.out / "timings.json", _timings(run.state))
-        if not (run.out / "model").exists():
-            require_free_space(run.out, model_bytes(run.bundle.model), "the exported model")
-            export_model(run.bundle, run.out / "model")
+    """The deployed model exported once; returns the run's metrics."""
+    end_run(run.accelerator)
+    if run.main and not (run.out / "model").exists():
+        require_free_space(run.out, model_bytes(run.bundle.model), "the exported model")
+        export_model(run.bundle, run.out / "model")
     return run.metrics
