@@ -8,6 +8,7 @@ import yaml
 from clasr.experiment import runner
 from clasr.experiment.config import ConfigError, load_config, parse_config
 from clasr.experiment.runner import run_experiment
+from clasr.report.comparison import read_run
 from clasr.report.markdown import matrix_markdown
 from clasr.report.results import read_results
 from conftest import write_dataset
@@ -65,6 +66,8 @@ def test_run_writes_matrix_metrics_hypotheses_and_model(tmp_path, tiny_checkpoin
     assert (out / "matrix_wer.csv").read_text().startswith("row,a,b,general:g")
     timings = json.loads((out / "timings.json").read_text())
     assert timings["rows"][1]["train"]["optimizer_steps"] == 2
+    assert [row["seconds"] for row in timings["rows"]] == [row["seconds"] for row in state["rows"]]
+    assert read_run("fta", out).seconds == pytest.approx(sum(row["seconds"] for row in state["rows"][1:]))
 
 
 def test_rerun_resumes_without_recomputing(tmp_path, tiny_checkpoint, monkeypatch):
@@ -93,6 +96,9 @@ def test_interrupted_run_continues_after_the_last_finished_task(tmp_path, tiny_c
         run_experiment(load_config(path))
     matrix, metrics = read_results(tmp_path / "out")
     assert matrix["row_labels"] == ["foundation", "after a"] and not metrics["complete"]
+    timings = json.loads((tmp_path / "out" / "timings.json").read_text())  # kept with every committed row
+    assert [row["label"] for row in timings["rows"]] == matrix["row_labels"]
+    assert read_run("a", tmp_path / "out").seconds == timings["rows"][1]["seconds"] > 0
 
     monkeypatch.setattr(runner, "train_task", original)
     calls = _count_training(monkeypatch)
