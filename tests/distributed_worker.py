@@ -1,6 +1,7 @@
 """Started by tests/test_distributed.py as two CPU processes (gloo) under ``accelerate launch``.
 
 usage: distributed_worker.py CHECKPOINT DATA FT_CONFIG OUT
+       distributed_worker.py runs CONFIG…    (every strategy and adapter, run to the end)
 
 Each step is what a multi-process run does; the main process saves what the test compares
 with one process doing the same: IHR's K-FAC factors and EWC's Fisher (each process took its
@@ -124,5 +125,11 @@ def main(checkpoint: str, data: str, ft_config: str, out: str) -> None:
         pass
 
 
+def runs(*configs: str) -> None:
+    """``distributed_worker.py runs CONFIG…``: each config run to the end, one after the other."""
+    for config in configs:
+        runner.run_experiment(load_config(config))
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    runs(*sys.argv[2:]) if sys.argv[1] == "runs" else main(*sys.argv[1:])

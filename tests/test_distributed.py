@@ -205,3 +205,35 @@ def test_a_one_process_run_stopped_after_task_1_resumes_with_clasr_run_processes
         lines = (out / "hyps" / "row2" / f"{name}.jsonl").read_text().splitlines()
         assert len({json.loads(line)["id"] for line in lines}) == len(lines) == n
 
+
+
+EVERY_STRATEGY = [
+    {"name": "ft"}, {"name": "fta"}, {"name": "ihr", "curvature_batches": 2, "curvature_batch_size": 2},
+    {"name": "ewc", "fisher_utterances": 3}, {"name": "lwf"}, {"name": "er", "memory_size": 3}, {"name": "joint"},
+    {"name": "frozen"}, {"name": "task_arithmetic"}, {"name": "ties"}, {"name": "dare"},
+]
+ADAPTED = [({"name": "centralize", "every": 2}, "lora"), ({"name": "swap"}, "lora")] + [
+    ({"name": "ft"}, adapter) for adapter in ("lora", "dora", "pissa", "ssvd", "ssvd_o", "blora")
+]
+
+
+@pytest.mark.slow
+def test_every_strategy_and_adapter_runs_to_the_end_with_two_processes(tmp_path, tiny_checkpoint):
+    data = write_dataset(tmp_path / "a", n_train=8, n_test=3, seed=1)
+    template = yaml.safe_load(_ft_config(tmp_path, tiny_checkpoint, data).read_text())
+    template["train"]["max_steps"] = 1
+    paths = []
+    for k, (strategy, adapter) in enumerate([(s, None) for s in EVERY_STRATEGY] + ADAPTED):
+        config = template | {"output_dir": str(tmp_path / f"run{k}"), "strategy": strategy}
+        if adapter:
+            config["adapter"] = {"type": adapter}
+        paths.append(tmp_path / f"run{k}.yaml")
+        paths[-1].write_text(yaml.safe_dump(config))
+    done = subprocess.run(launch_command(2, [worker.__file__, "runs", *map(str, paths)]), capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-4000:]
+    for path in paths:
+        out = Path(yaml.safe_load(path.read_text())["output_dir"])
+        assert json.loads((out / "metrics.json").read_text())["complete"], path
+        for name, n in (("test_a", 3), ("test_b", 3), ("general_g", 3)):
+            lines = (out / "hyps" / "row2" / f"{name}.jsonl").read_text().splitlines()
+            assert len({json.loads(line)["id"] for line in lines}) == len(lines) == n, (path, name)
