@@ -78,14 +78,15 @@ def first_step_gradients(model: torch.nn.Module) -> Iterator[dict[str, torch.Ten
         torch.optim.AdamW.step = step
 
 
-def train_ft(bundle, context: TaskContext, grad_accumulation: int) -> dict[str, torch.Tensor]:
-    """Train ``TRAIN`` steps; returns the first step's gradients (the model is trained in place)."""
+def train_ft(bundle, context: TaskContext, grad_accumulation: int) -> tuple[dict[str, torch.Tensor], int]:
+    """Train ``TRAIN`` steps; returns the first step's gradients and the utterances trained on
+    (the model is trained in place)."""
     from accelerate import Accelerator
 
     config = TrainConfig(**TRAIN, grad_accumulation=grad_accumulation)
     with first_step_gradients(bundle.model) as gradients:
-        train_task(bundle.model, context.train_utterances, context.collator, config, Accelerator(), seed=SEED)
-    return gradients
+        stats = train_task(bundle.model, context.train_utterances, context.collator, config, Accelerator(), seed=SEED)
+    return gradients, stats.utterances
 
 
 def stopping_at_task_2(train):
@@ -110,13 +111,14 @@ def main(checkpoint: str, data: str, ft_config: str, out: str) -> None:
     tests, _ = read_dataset(Path(data), Selection(split="test"))
     rows = evaluate(bundle, tests, batch_size=2, limits=LIMITS).rows
 
-    gradients = train_ft(bundle, context, grad_accumulation=1)
+    gradients, utterances = train_ft(bundle, context, grad_accumulation=1)
     if is_main_process():
         for name, tensors in saved.items():
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_dir / f"{name}.safetensors"))
         save_file(gradients, str(out_dir / "gradients.safetensors"))
         save_file({k: v.detach().clone() for k, v in bundle.model.state_dict().items()}, str(out_dir / "trained.safetensors"))
         (out_dir / "rows.json").write_text(json.dumps(rows))
+        (out_dir / "trained_utterances.json").write_text(json.dumps(utterances))
 
     runner.train_task = stopping_at_task_2(runner.train_task)
     try:

@@ -141,7 +141,8 @@ def test_sharded_evaluation_gives_every_hypothesis_once_and_the_same_wer(two_pro
 
 def test_ft_with_two_processes_steps_like_one_process_with_the_same_global_batch(two_processes, tiny_checkpoint):
     bundle = load_whisper(str(tiny_checkpoint), 2.0)
-    gradients = worker.train_ft(bundle, worker.task(bundle, two_processes["data"]), grad_accumulation=2)
+    gradients, utterances = worker.train_ft(bundle, worker.task(bundle, two_processes["data"]), grad_accumulation=2)
+    assert json.loads((two_processes["out"] / "trained_utterances.json").read_text()) == utterances == 8  # 2 × 2 × 2
     split = load_file(str(two_processes["out"] / "gradients.safetensors"))
     assert split.keys() == gradients.keys()
     worst = max(relative(split[k], gradients[k]) for k in gradients)

@@ -39,6 +39,7 @@ from clasr.data.batching import SpeechBatch, SpeechCollator, batch_stream, durat
 from clasr.data.manifest import Utterance
 from clasr.models.teacher_forcing import scored_tokens, teacher_forced_logits, token_loss
 from clasr.precision import BF16Setting, use_bf16
+from clasr.distributed import sum_counts
 from clasr.progress import progress_bar
 from clasr.tracking import log_step
 
@@ -237,6 +238,7 @@ def train_task(
             if on_step is not None and on_step(stats.optimizer_steps, group is groups[-1]):
                 break
     stats.seconds = time.perf_counter() - start
+    stats.utterances = sum_counts({"utterances": stats.utterances})["utterances"]  # of all processes
     accelerator.free_memory()
     model.eval()
     return stats
