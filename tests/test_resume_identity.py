@@ -20,6 +20,9 @@ from conftest import write_dataset
 STRATEGIES = {
     "fta": ({"name": "fta"}, None),
     "ihr": ({"name": "ihr", "past": "exact", "curvature_batches": 1, "curvature_batch_size": 4}, None),
+    "ihr_anchor_embedding": ({"name": "ihr", "past": "sum", "curvature_batches": 1, "curvature_batch_size": 4,
+                              "embedding": "diagonal", "damping_mode": "absolute",
+                              "anchor": {"data": "a", "split": "train", "max_utterances": 4}}, None),
     "ewc": ({"name": "ewc", "strength": 1e4, "fisher_utterances": 4}, None),
     "centralize": ({"name": "centralize", "every": 2}, {"type": "lora", "r": 2}),
     "centralize_factors": ({"name": "centralize", "every": 2, "average": "factors"}, {"type": "lora", "r": 2}),

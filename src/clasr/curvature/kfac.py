@@ -125,7 +125,7 @@ class KFACCollector:
         if missing:
             raise ValueError(f"no mask for sequence kinds {sorted(missing)}")
         weights = [m.weight for m in self.layers.values()]
-        with torch.enable_grad(), _requiring_grad(weights), self._hooks(masks):
+        with torch.enable_grad(), requiring_grad(weights), self._hooks(masks):
             torch.autograd.grad(summed_loss(), weights, allow_unused=True)
 
     def factors(self) -> KFACFactors:
@@ -180,7 +180,7 @@ def _outer_sum(rows: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def _requiring_grad(params: list[nn.Parameter]) -> Iterator[None]:
+def requiring_grad(params: list[nn.Parameter]) -> Iterator[None]:
     """Temporarily let frozen weights require grad (the output gradients need a graph)."""
     frozen = [p for p in params if not p.requires_grad]
     for p in frozen:

@@ -5,7 +5,8 @@ For K-FAC pairs (A_k, G_k) (A in × in, G out × out) and an update ΔW (out × 
     Σ_k (G_k + λ_G,k I) X (A_k + λ_A,k I) = ΔW,
 
 in column-stacking vec Σ_k ((A_k + λ_A,k I) ⊗ (G_k + λ_G,k I)) vec(X) = vec(ΔW), with each
-pair damped by the one rule of :mod:`clasr.curvature.damping`. :func:`kronecker_solve` is the
+pair damped by the one rule of :mod:`clasr.curvature.damping` (``relative``: a bare number ρ,
+or a :class:`~clasr.curvature.damping.Damping`, relative or absolute). :func:`kronecker_solve` is the
 entry point. One pair has the closed form X = (G + λ_G I)⁻¹ ΔW (A + λ_A I)⁻¹:
 :func:`damped_solve` factors the damped blocks by Cholesky, L Lᵀ = A + λ_A I (a third of the
 flops of a symmetric eigendecomposition's reduction alone), and falls back to
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from clasr.curvature.damping import DAMPING_FLOOR, kronecker_damping, mean_eigenvalue, pi_damping
+from clasr.curvature.damping import DAMPING_FLOOR, Damping, diagonal_damping, factor_damping, kronecker_damping, mean_eigenvalue
 
 KroneckerPair = tuple[torch.Tensor, torch.Tensor]  # (A, G): input factor, output-gradient factor
 
@@ -54,11 +55,11 @@ class EigenInverse:
         self.e_g, self.q_g = _eigh(G)
         self.mean_a, self.mean_g = mean_eigenvalue(A), mean_eigenvalue(G)  # the damping rule's traces
 
-    def damping(self, relative: float, floor: float = DAMPING_FLOOR) -> tuple[float, float]:
-        """(λ_A, λ_G) for relative damping ρ (:func:`clasr.curvature.damping.kronecker_damping`)."""
-        return pi_damping(self.mean_a, self.mean_g, relative, floor)
+    def damping(self, relative: float | Damping, floor: float = DAMPING_FLOOR) -> tuple[float, float]:
+        """(λ_A, λ_G) for the damping (a bare number: relative ρ; :func:`clasr.curvature.damping.kronecker_damping`)."""
+        return factor_damping(self.mean_a, self.mean_g, relative, floor)
 
-    def solve(self, dW: torch.Tensor, relative: float, floor: float = DAMPING_FLOOR) -> torch.Tensor:
+    def solve(self, dW: torch.Tensor, relative: float | Damping, floor: float = DAMPING_FLOOR) -> torch.Tensor:
         """X = (G + λ_G I)⁻¹ dW (A + λ_A I)⁻¹, computed in float64 and returned in dW's dtype
         and device (pass a float64 dW to keep float64's range)."""
         lam_a, lam_g = self.damping(relative, floor)
@@ -75,7 +76,7 @@ def _damped_cholesky(m: torch.Tensor, damping: float) -> tuple[torch.Tensor, boo
     return factor, bool(info)
 
 
-def damped_solve(A: torch.Tensor, G: torch.Tensor, dW: torch.Tensor, relative: float,
+def damped_solve(A: torch.Tensor, G: torch.Tensor, dW: torch.Tensor, relative: float | Damping,
                  floor: float = DAMPING_FLOOR) -> torch.Tensor:
     """X = (G + λ_G I)⁻¹ dW (A + λ_A I)⁻¹ through float64 Cholesky factors of the damped
     blocks, in dW's dtype and device. Falls back to :class:`EigenInverse` (negative
@@ -95,7 +96,7 @@ def damped_solve(A: torch.Tensor, G: torch.Tensor, dW: torch.Tensor, relative: f
     return X.to(dW.device, dW.dtype)
 
 
-def _damped_pair(A: torch.Tensor, G: torch.Tensor, relative: float) -> KroneckerPair:
+def _damped_pair(A: torch.Tensor, G: torch.Tensor, relative: float | Damping) -> KroneckerPair:
     """(P(A) + λ_A I, P(G) + λ_G I): each factor projected onto the PSD cone, damped by the one rule."""
     lam_a, lam_g = kronecker_damping(A, G, relative)
     A, G = psd_projection(A), psd_projection(G)
@@ -104,7 +105,7 @@ def _damped_pair(A: torch.Tensor, G: torch.Tensor, relative: float) -> Kronecker
 
 
 def conjugate_gradient(
-    pairs: list[KroneckerPair], dW: torch.Tensor, relative: float, tolerance: float, max_iterations: int,
+    pairs: list[KroneckerPair], dW: torch.Tensor, relative: float | Damping, tolerance: float, max_iterations: int,
 ) -> tuple[torch.Tensor, float]:
     """X with Σ_k (G_k + λ_G,k I) X (A_k + λ_A,k I) = dW by preconditioned CG, in float64.
 
@@ -141,7 +142,8 @@ def conjugate_gradient(
 
 
 def kronecker_solve(
-    pairs: list[KroneckerPair], dW: torch.Tensor, relative: float, tolerance: float = 1e-6, max_iterations: int = 200,
+    pairs: list[KroneckerPair], dW: torch.Tensor, relative: float | Damping, tolerance: float = 1e-6,
+    max_iterations: int = 200,
 ) -> tuple[torch.Tensor, float]:
     """X with Σ_k (G_k + λ_G,k I) X (A_k + λ_A,k I) = dW, and its relative residual: the closed
     form (:func:`damped_solve`, residual reported as 0) for one pair, :func:`conjugate_gradient`
@@ -151,3 +153,14 @@ def kronecker_solve(
     if len(pairs) == 1:
         return damped_solve(*pairs[0], dW, relative), 0.0
     return conjugate_gradient(pairs, dW, relative, tolerance, max_iterations)
+
+
+def diagonal_solve(diagonals: list[torch.Tensor], dW: torch.Tensor, damping: float | Damping) -> torch.Tensor:
+    """X with Σ_k (F_k + λ_k) ⊙ X = dW for diagonal curvatures F_k (stored as tensors shaped like
+    dW, λ_k by :func:`clasr.curvature.damping.diagonal_damping`): X = dW ⊘ Σ_k (F_k + λ_k),
+    closed form for any number of terms, in float64 (returned in dW's dtype). Negative
+    round-off entries are clamped to 0 first, as the factors' eigenvalues are."""
+    if not diagonals:
+        raise ValueError("no diagonal curvature to solve with")
+    total = sum(F.double().clamp_min(0) + diagonal_damping(F, damping) for F in diagonals)
+    return (dW.double() / total.to(dW.device)).to(dW.dtype)

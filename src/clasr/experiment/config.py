@@ -168,6 +168,23 @@ class ExperimentConfig(_Strict):
         names = self.guard.sets or [g.name for g in self.general if g.dev is not None]
         return [g for g in self.general if g.name in names]
 
+    def anchor_sets(self) -> list[tuple[str, Path, Selection, str | None]]:
+        """The sets an ``anchor`` of the strategy (IHR) names — (name, folder, selection, language):
+        every general set's dev selection (``anchor: general``), or the named data (``anchor``
+        as the set itself); none without an anchor."""
+        anchor = getattr(self.strategy, "anchor", None)
+        if anchor == "general":
+            return [(g.name, g.data, g.dev, g.language) for g in self.general if g.dev is not None]
+        if anchor is not None:
+            return [("anchor", anchor.data, anchor.selection(), anchor.language)]
+        return []
+
+    @model_validator(mode="after")
+    def _general_anchor_has_a_dev(self) -> "ExperimentConfig":
+        if getattr(self.strategy, "anchor", None) == "general" and not self.anchor_sets():
+            raise ValueError("strategy.anchor: general, but no general set has a dev selection; add general.<i>.dev")
+        return self
+
     def set_language(self, language: str | None) -> str:
         """The language of a set whose own ``language`` is ``language`` (evaluation's, else en)."""
         return language or self.evaluation.language or "en"
@@ -194,7 +211,11 @@ class ExperimentConfig(_Strict):
         """A copy whose data folders are absolute (relative ones taken from ``base``)."""
         tasks = [t.model_copy(update={"data": (base / t.data).resolve()}) for t in self.tasks]
         general = [g.model_copy(update={"data": (base / g.data).resolve()}) for g in self.general]
-        return self.model_copy(update={"tasks": tasks, "general": general})
+        strategy = self.strategy
+        if getattr(strategy, "anchor", None) not in (None, "general"):  # IHR's anchor data folder
+            anchor = strategy.anchor.model_copy(update={"data": (base / strategy.anchor.data).resolve()})
+            strategy = strategy.model_copy(update={"anchor": anchor})
+        return self.model_copy(update={"tasks": tasks, "general": general, "strategy": strategy})
 
     def to_plain(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -119,7 +119,7 @@ def foundation_row(source: Path, config: ExperimentConfig, fingerprints: dict[st
     if not other.rows_done:
         raise ConfigError(f"{source}: no finished foundation row to reuse")
     diff = _differences(_foundation_inputs(_with_current_defaults(other.config)), _foundation_inputs(config.to_plain()))
-    changed = [k for k, v in fingerprints.items() if not k.startswith(("train/", "guard/")) and other.data.get(k) != v]
+    changed = [k for k, v in fingerprints.items() if not k.startswith(("train/", "guard/", "anchor/")) and other.data.get(k) != v]
     if diff or changed:
         raise ConfigError(
             f"{source}: its foundation row was scored differently (differs at: {', '.join(diff + changed)})"
@@ -200,6 +200,8 @@ def run_task(
     collator = _task_collator(bundle, config, task, sets, config.tasks[: index - 1])
     earlier = [(t.name, sets.train[t.name]) for t in config.tasks[: index - 1]]
     context = TaskContext(index, task.name, sets.train[task.name], collator, config.seed + index, earlier)
+    if index == 1 and sets.anchor:  # IHR's anchor: the foundation model's curvature, before task 1
+        context.anchor, context.anchor_collator = _anchor(bundle, sets)
     start = time.perf_counter()
     strategy.before_task(bundle.model, context)
     before = time.perf_counter() - start
@@ -315,6 +317,18 @@ def _task_collator(bundle: WhisperBundle, config: ExperimentConfig, task, sets: 
         language=language(task),
         languages=utterance_languages([(t.name, language(t), sets.train[t.name]) for t in [*earlier, task]]),
     )
+
+
+def _anchor(bundle: WhisperBundle, sets: ExperimentSets) -> tuple[list, SpeechCollator]:
+    """The anchor sets' utterances and a collator that prompts each in its own set's language."""
+    language = lambda code: prompt_language(bundle.model, bundle.tokenizer, code)  # noqa: E731
+    named = [(name, language(code), utts) for name, code, utts in sets.anchor]
+    collator = SpeechCollator(
+        bundle.feature_extractor, bundle.tokenizer, bundle.window_frames,
+        max_target_positions=bundle.model.config.max_target_positions,
+        language=named[0][1], languages=utterance_languages(named),
+    )
+    return [u for _, _, utts in named for u in utts], collator
 
 
 def _require_space_for_task(out: Path, bundle: WhisperBundle, strategy: Strategy, last: bool) -> None:

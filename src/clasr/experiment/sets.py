@@ -33,12 +33,14 @@ class ExperimentSets:
     evaluation: list[EvalSet] = field(default_factory=list)
     reports: dict[str, dict] = field(default_factory=dict)
     guard: list[GuardedSet] = field(default_factory=list)  # scored during training only, key guard/<name>
+    anchor: list[tuple[str, str, list[Utterance]]] = field(default_factory=list)  # (name, language, utterances), key anchor/<name>
 
     def fingerprints(self) -> dict[str, dict]:
         """Per set: how many utterances and a digest of their ids, in order."""
         named = {f"train/{task}": utts for task, utts in self.train.items()}
         named.update({s.key: s.utterances for s in self.evaluation})
         named.update({f"guard/{s.name}": s.utterances for s in self.guard})
+        named.update({f"anchor/{name}": utts for name, _, utts in self.anchor})
         return {
             key: {"utterances": len(utts), "sha1": hashlib.sha1("\n".join(u.id for u in utts).encode()).hexdigest()}
             for key, utts in named.items()
@@ -108,4 +110,6 @@ def load_sets(config: ExperimentConfig) -> ExperimentSets:
         dev = _read(general.data, general.dev, f"guard/{general.name}", config, sets)[: config.guard.utterances]
         how = scoring(config, general)
         sets.guard.append(GuardedSet(general.name, dev, how["normalizer"], how["language"], how["metric"]))
+    for name, folder, selection, language in config.anchor_sets():
+        sets.anchor.append((name, config.set_language(language), _read(folder, selection, f"anchor/{name}", config, sets)))
     return sets

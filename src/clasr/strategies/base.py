@@ -54,6 +54,10 @@ class TaskContext:
     # Training sets of tasks 1..t−1, oldest first. Only strategies that declare that they
     # store data (replay, joint training) may read them; a memory-free strategy never does.
     earlier_tasks: Sequence[tuple[str, Sequence[Utterance]]] = ()
+    # Task 1 only, for a strategy whose config names an anchor set (IHR's ``anchor``): the
+    # anchor utterances and their collator, on which it measures the foundation model.
+    anchor: Sequence[Utterance] = ()
+    anchor_collator: SpeechCollator | None = None
 
 
 class Strategy:
