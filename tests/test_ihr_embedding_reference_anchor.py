@@ -300,3 +300,22 @@ def test_a_run_with_an_anchor_corrects_task_one(tmp_path, tiny_checkpoint):
     assert facts["anchor_utterances"] == 3 and facts["merged_with_past_tasks"] == 1
     assert facts["layers_corrected"] > 0
     assert "anchor/g" in state.data  # a changed anchor set is refused on resume like any other set
+
+
+def test_an_anchor_row_that_cannot_be_teacher_forced_is_a_bad_row(tmp_path, tiny_checkpoint):
+    import json
+
+    from clasr.experiment.checkpoint import load_state
+    from clasr.experiment.config import load_config
+    from clasr.experiment.runner import run_experiment
+
+    path = _anchor_config(tmp_path, tiny_checkpoint, {"data": "a", "split": "train", "max_utterances": 4})
+    manifest = tmp_path / "a" / "metadata.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[1]["text"] = " ".join(["seventeen"] * 600)  # row 2, a train row: too long for the decoder
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = load_config(path)
+    run_experiment(config)
+    report = json.loads((tmp_path / "out" / "data_report.json").read_text())["sets"]
+    assert [(b["row"], b["reason"]) for b in report["anchor/anchor"]["bad_rows"]] == [(2, "transcript_too_long")]
+    assert load_state(config.output_dir).rows[1]["strategy"]["anchor_utterances"] == 3

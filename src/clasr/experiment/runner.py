@@ -485,7 +485,10 @@ def _screen_and_record(
 ) -> None:
     """Drop the rows the model cannot take (each task with its own collator), and record the
     config, the data fingerprints and the data report."""
-    screen_sets(sets, {task.name: _task_collator(bundle, config, task, sets, config.tasks[:i]) for i, task in enumerate(config.tasks)})
+    collators = {task.name: _task_collator(bundle, config, task, sets, config.tasks[:i]) for i, task in enumerate(config.tasks)}
+    if sets.anchor:
+        collators |= dict.fromkeys((f"anchor/{name}" for name, _, _ in sets.anchor), _anchor(bundle, sets)[1])
+    screen_sets(sets, collators)
     skipped = sets.bad_row_counts()
     state.config, state.data = config.to_plain(), fingerprints
     if main:  # evaluation and every write happen once, on the main process

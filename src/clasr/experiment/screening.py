@@ -22,10 +22,12 @@ from clasr.progress import console, progress_bar
 def screen_sets(sets: ExperimentSets, collators: dict[str, SpeechCollator]) -> None:
     """Drop the utterances that cannot be used from every set of ``sets`` (in place), recording
     them in ``sets.reports``; the transcript length is checked for training sets only, with the
-    collator (prompt included) that task ``name`` trains with, ``collators[name]``."""
+    collator (prompt included) that task ``name`` trains with, ``collators[name]``, and for an
+    anchor set (teacher-forced too, IHR's ``anchor``) with ``collators["anchor/<name>"]``."""
     named = [(f"train/{task}", utts, collators[task]) for task, utts in sets.train.items()]
     named += [(s.key, s.utterances, None) for s in sets.evaluation]
     named += [(f"guard/{s.name}", s.utterances, None) for s in sets.guard]
+    named += [(f"anchor/{name}", utts, collators.get(f"anchor/{name}")) for name, _, utts in sets.anchor]
     decoded: dict[tuple, BadRow | None] = {}  # a row read by several sets is decoded once
     with progress_bar() as progress:
         bar = progress.add_task("checking audio", total=sum(len(utts) for _, utts, _ in named), info="")
