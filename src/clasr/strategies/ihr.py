@@ -18,9 +18,9 @@ parameter (biases, norms, convolutions, embeddings) moves by
 defaults here, α = 2 and rest_α = 1, were chosen on the built-in benchmark's dev splits
 (tiny.en): α = 1 under-learns the new task (the corrected step of the same norm carries
 less of it), α = 2 learns nearly as much as fine-tuning with no dev forgetting, α = 4
-starts forgetting. Damping is relative to each factor's mean eigenvalue and π-split
+starts forgetting. Damping is by default relative to each factor's mean eigenvalue and π-split
 (:mod:`clasr.curvature.damping`, the same λ for every solve) instead of the reference code's
-fixed 1e-3; every solve, closed form or CG, is :func:`clasr.curvature.solve.kronecker_solve`:
+fixed 1e-3 (``damping_mode: absolute``); every solve, closed form or CG, is :func:`clasr.curvature.solve.kronecker_solve`:
 this module keeps only the merge rule.
 
 After the merge, the factors of task t are collected at θ_t on (a bounded number of
