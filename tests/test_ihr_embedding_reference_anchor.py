@@ -160,9 +160,11 @@ def test_diagonal_embedding_state_survives_a_resume(setting):
     for mine, theirs in zip(resumed.past_embedding, strategy.past_embedding):
         assert torch.equal(mine[EMBEDDING], theirs[EMBEDDING])
     summed = InverseHessianRegularization(config.model_copy(update={"past": "sum"}))
+    fresh = tiny_random_whisper(seed=3).model
     for index in (1, 2):
-        _run_task(summed, tiny_random_whisper(seed=3).model if index == 1 else model, _task(setting, index))
-    assert len(summed.past_embedding) == 1
+        _run_task(summed, fresh, _task(setting, index))
+    [total] = summed.past_embedding  # Σ_k F_E,k: task 1's and task 2's, as the exact run kept them apart
+    torch.testing.assert_close(total[EMBEDDING], sum(F[EMBEDDING] for F in strategy.past_embedding))
 
 
 # --- (b) the reference code's settings -----------------------------------------------------------
