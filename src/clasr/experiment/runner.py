@@ -406,7 +406,7 @@ class _Run:
     bundle: WhisperBundle
     strategy: Strategy
     accelerator: Accelerator
-    main: bool  # the process that evaluates… writes every file
+    main: bool  # the process that writes every file (every process scores its share of each set)
     metrics: dict
 
 
