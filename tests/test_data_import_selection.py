@@ -219,3 +219,20 @@ def test_a_run_started_before_a_key_existed_resumes_with_that_key_at_its_default
     older["evaluation"]["engine"] = "torch"  # a key the run did set is compared as before
     with pytest.raises(ConfigError, match=r"differs at: evaluation.engine"):
         check_output_dir(config, RunState(rows=[{"row": 0}], config=older))
+
+
+def test_a_blora_run_started_before_kl_scale_existed_is_not_resumed_at_the_new_scale():
+    """Runs before issue 14 divided BLoRA's KL by N; the new default divides by T. A stored
+    config without the key is read at its old behaviour, so the silent switch is refused."""
+    from clasr.experiment.checkpoint import RunState
+    from clasr.experiment.runner import check_output_dir
+
+    config = parse_config({"tasks": [{"name": "t", "data": "x", "train": {}, "test": {}}], "adapter": {"type": "blora"}})
+    older = config.to_plain()
+    del older["adapter"]["kl_scale"]
+    with pytest.raises(ConfigError, match=r"differs at: adapter.kl_scale\) \(it started .* as adapter.kl_scale: utterances"):
+        check_output_dir(config, RunState(rows=[{"row": 0}], config=older))
+    check_output_dir(parse_config({**config.to_plain(), "adapter": {**config.to_plain()["adapter"], "kl_scale": "utterances"}}),
+                     RunState(rows=[{"row": 0}], config=older))
+    lora = parse_config({"tasks": [{"name": "t", "data": "x", "train": {}, "test": {}}], "adapter": {"type": "lora"}})
+    check_output_dir(lora, RunState(rows=[{"row": 0}], config=lora.to_plain()))  # other adapters: no such key

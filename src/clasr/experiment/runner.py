@@ -16,6 +16,7 @@ adapters and guard) and score and commit the row (with the results and timings f
 
 from __future__ import annotations
 
+import copy
 import shutil
 import time
 from contextlib import nullcontext
@@ -75,15 +76,30 @@ def check_output_dir(config: ExperimentConfig, state: RunState) -> None:
         return
     diff = [d for d in _differences(_with_current_defaults(state.config), config.to_plain()) if d not in RESULT_NEUTRAL_KEYS]
     if diff:
+        older = [f"{section}.{key}: {value}" for (section, _, key), value in BEHAVIOUR_BEFORE_KEY.items()
+                 if f"{section}.{key}" in diff and key not in (state.config.get(section) or {})]
+        hint = f" (it started before these keys existed and ran as {', '.join(older)}; set that to resume)" if older else ""
         raise ConfigError(
-            f"{config.output_dir} holds a run of a different config (differs at: {', '.join(diff)}); "
+            f"{config.output_dir} holds a run of a different config (differs at: {', '.join(diff)}){hint}; "
             "use another output_dir, or delete the directory to start over"
         )
 
 
+# Keys added with a default that behaves differently from what runs started before them did:
+# (section, its type, key) → the value those runs had. A stored config without the key is read
+# with that value, so resuming it under the new default is refused, naming the key.
+BEHAVIOUR_BEFORE_KEY = {("adapter", "blora", "kl_scale"): "utterances"}
+
+
 def _with_current_defaults(stored: dict) -> dict:
-    """A run's stored plain config with the keys it lacks at their current defaults (as stored,
-    if the current code no longer accepts it: then every difference shows)."""
+    """A run's stored plain config with the keys it lacks at their current defaults — or, for
+    keys whose default changed the behaviour (:data:`BEHAVIOUR_BEFORE_KEY`), at the value the
+    run had — (as stored, if the current code no longer accepts it: then every difference shows)."""
+    stored = copy.deepcopy(stored)
+    for (section, kind, key), value in BEHAVIOUR_BEFORE_KEY.items():
+        settings = stored.get(section)
+        if isinstance(settings, dict) and settings.get("type") == kind:
+            settings.setdefault(key, value)
     try:
         return parse_config(stored).to_plain()
     except ConfigError:
