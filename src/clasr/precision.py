@@ -37,4 +37,5 @@ def describe_bf16(setting: BF16Setting) -> str:
     if setting != "auto":
         return "on" if setting else "off"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return f"auto, {'on' if native_bf16(device) else 'off'} here ({device.type} {'with' if native_bf16(device) else 'without'} native bf16)"
+    native = native_bf16(device)
+    return f"auto, {'on' if native else 'off'} here ({device.type} {'with' if native else 'without'} native bf16)"

@@ -288,7 +288,8 @@ def _backward(
     (the step's last batch). Returns the (unweighted) loss and what makes it unusable (see
     :func:`_loss_problem`), if anything."""
     with accelerator.no_sync(wrapped) if not sync else nullcontext():
-        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=use_bf16(config.bf16, accelerator.device)):
+        bf16 = use_bf16(config.bf16, accelerator.device)
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = teacher_forced_logits(wrapped, batch)
             loss = cross_entropy = token_loss(logits, batch.labels)
             if extra_loss is not None:
