@@ -1,6 +1,7 @@
 """Other languages in the built-in benchmark: Spanish, German and French sentences for held-out
-general sets, Spanish–English code-switched sentences spoken with SSML (each language by its
-own eSpeak NG voice), reproducible generation, and the multilingual demo's configs."""
+general sets, Spanish–English and Mandarin–English code-switched sentences spoken with SSML (each
+language by its own eSpeak NG voice), reproducible generation, scoring by the mixed error rate,
+and the multilingual demo's configs."""
 
 from __future__ import annotations
 
@@ -10,25 +11,40 @@ from pathlib import Path
 
 import pytest
 
-from clasr.bench.default import MULTILINGUAL_DEMO_EXPERIMENT, MULTILINGUAL_DEMO_RUNS, MULTILINGUAL_DEMO_SPEC
+from clasr.bench.default import (
+    CODE_SWITCHED_DOMAIN,
+    LANGUAGE_GENERAL_DOMAINS,
+    MANDARIN_ENGLISH_DOMAIN,
+    MULTILINGUAL_DEMO_EXPERIMENT,
+    MULTILINGUAL_DEMO_RUNS,
+    MULTILINGUAL_DEMO_SPEC,
+)
 from clasr.bench.demo import demo_config
 from clasr.bench.generate import make_benchmark
 from clasr.bench.language_data import LANGUAGE_TOPICS, plain_text, ssml
 from clasr.bench.sentences import generate_sentences, topic_language
 from clasr.bench.spec import BenchmarkSpec, DomainSpec
 from clasr.bench.voices import Voice, VoiceError, synthesize
+from clasr.metrics.text import whisper_basic_normalize
+from clasr.metrics.wer import corpus_score, mixed_units, score_utterance
 
 # letters of any script (no digits, no underscore), spaces, apostrophes, commas; one final period
 WRITTEN = re.compile(r"^[^\W\d_](?:[^\W\d_]|[ ',])*[^\W\d_]\.$")
+# Chinese: CJK characters and Latin words, a space only inside an English phrase, full-width
+# commas, one final full stop
+HAN = "\u4e00-\u9fff"
+WRITTEN_CHINESE = re.compile(rf"^[{HAN}A-Za-z](?:[{HAN}A-Za-z]|(?<=[A-Za-z]) (?=[A-Za-z])|(?<=[{HAN}A-Za-z])，)*。$")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("topic", LANGUAGE_TOPICS)
 def test_sentences_follow_the_writing_rules_and_are_reproducible(topic):
     sentences = generate_sentences(topic, 60, seed=3)
     assert len(set(sentences)) == 60 and sentences == generate_sentences(topic, 60, seed=3)
+    written = WRITTEN_CHINESE if topic_language(topic) == "zh" else WRITTEN
     for sentence in sentences:
         text = plain_text(sentence)
-        assert WRITTEN.match(text) and "  " not in text and not re.search(r",(?! )", text), text
+        assert written.match(text) and "  " not in text and not re.search(r",(?! )", text), text
         assert "<" not in text and ">" not in text
     assert generate_sentences(topic, 10, seed=3) == sentences[:10]  # prefix-stable
     assert topic_language(topic) == LANGUAGE_TOPICS[topic]
@@ -41,6 +57,24 @@ def test_code_switched_markup_by_hand():
                               '<voice xml:lang="en">manager</voice>.</speak>')
     assert all("<en>" in s for s in generate_sentences("spanglish", 20, seed=0))  # every sentence switches
     assert topic_language("home") == "en"
+
+
+def test_mandarin_english_markup_and_its_mixed_units_by_hand():
+    sentence = "我今天真的很<en>busy</en>，没空看那个<en>report</en>。"
+    text = plain_text(sentence)
+    assert text == "我今天真的很busy，没空看那个report。"
+    assert ssml(sentence) == ('<speak>我今天真的很<voice xml:lang="en">busy</voice>，没空看那个'
+                              '<voice xml:lang="en">report</voice>。</speak>')
+    assert mixed_units(whisper_basic_normalize(text)) == [*"我今天真的很", "busy", *"没空看那个", "report"]
+    # a hypothesis with the English word in another case and "report" translated (报告): one
+    # substitution (report → 报) and one insertion (告) over 13 units; CER without spaces counts
+    # the six letters of "report" as errors instead
+    score, _, _ = score_utterance(text, "我今天真的很Busy，没空看那个报告", whisper_basic_normalize)
+    assert (score.ref_mixed, score.mixed_errors) == (13, 2)
+    assert corpus_score([score]).mer == pytest.approx(2 / 13)
+    assert (score.ref_chars_nospace, score.char_errors_nospace) == (21, 6)
+    sentences = generate_sentences("mandarin_english", 40, seed=0)
+    assert all("<en>" in s for s in sentences) and topic_language("mandarin_english") == "zh"
 
 
 def test_ssml_switches_the_voice_inside_a_sentence():
@@ -57,9 +91,12 @@ def test_code_switched_domains_generate_reproducibly(tmp_path):
     domain = DomainSpec(name="cs", description="code-switched", topic="spanglish",
                         voices=(Voice(engine="espeak", name="es+m3"), Voice(engine="espeak", name="es+f4")),
                         train=3, dev=0, test=2)
+    mandarin = DomainSpec(name="zh_en", description="code-switched", topic="mandarin_english",
+                          voices=(Voice(engine="espeak", name="cmn+m3"), Voice(engine="espeak", name="cmn+f4")),
+                          train=2, dev=0, test=2)
     general = DomainSpec(name="de", description="German", topic="german",
                          voices=(Voice(engine="espeak", name="de+m1"),), train=0, test=2)
-    spec = BenchmarkSpec(domains=(domain,), general=(general,))
+    spec = BenchmarkSpec(domains=(domain, mandarin), general=(general,))
     first, second = make_benchmark(spec, tmp_path / "a"), make_benchmark(spec, tmp_path / "b")
     for a, b in zip(first, second):
         rows = Path(a.folder, "metadata.jsonl").read_text(encoding="utf-8")
@@ -69,6 +106,11 @@ def test_code_switched_domains_generate_reproducibly(tmp_path):
     rows = [json.loads(line) for line in Path(first[0].folder, "metadata.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {r["language"] for r in rows} == {"es"} and not any("<" in r["text"] for r in rows)
     assert [r["text"] for r in rows] == [plain_text(s) for s in generate_sentences("spanglish", 5, seed=_seed(spec, domain))]
+    rows = [json.loads(line) for line in Path(first[1].folder, "metadata.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {r["language"] for r in rows} == {"zh"}
+    assert [r["text"] for r in rows] == [plain_text(s) for s in generate_sentences("mandarin_english", 4, seed=_seed(spec, mandarin))]
+    for row in rows:  # read as Mandarin (≈ 0.33 s a unit); an English voice spells each character (≈ 0.7 s)
+        assert 0.15 < row["duration"] / len(mixed_units(whisper_basic_normalize(row["text"]))) < 0.5, row
 
 
 def _seed(spec: BenchmarkSpec, domain: DomainSpec) -> int:
@@ -77,6 +119,23 @@ def _seed(spec: BenchmarkSpec, domain: DomainSpec) -> int:
     from clasr.bench.generate import _int_seed
 
     return _int_seed([spec.seed, zlib.crc32(domain.name.encode())])
+
+
+def test_code_switched_sets_are_scored_by_the_mixed_error_rate(tmp_path):
+    spec = BenchmarkSpec(domains=(CODE_SWITCHED_DOMAIN, MANDARIN_ENGLISH_DOMAIN), general=MULTILINGUAL_DEMO_SPEC.general)
+    folders = {d.name: tmp_path / d.name for d in spec.all_domains()}
+    config = demo_config(spec, folders, "ft", tmp_path, MULTILINGUAL_DEMO_EXPERIMENT, runs=MULTILINGUAL_DEMO_RUNS)
+    assert [(t.name, t.language, t.metric) for t in config.tasks] == [
+        ("spanglish", "es", "mer"), ("mandarin_english", "zh", "mer")]
+    assert [(g.language, g.metric) for g in config.general] == [(None, None), ("es", None), ("de", None), ("fr", None)]
+
+
+def test_the_code_switching_example_spec_holds_the_built_in_domains():
+    from clasr.cli import _benchmark_spec
+
+    spec = _benchmark_spec(REPO / "examples" / "bench_code_switching.yaml", MULTILINGUAL_DEMO_SPEC)
+    assert spec.domains == (CODE_SWITCHED_DOMAIN, MANDARIN_ENGLISH_DOMAIN)
+    assert spec.general[1:] == LANGUAGE_GENERAL_DOMAINS
 
 
 def test_the_multilingual_demo_runs_each_set_in_its_language(tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 from clasr.atomic import write_text
 from clasr.bench.default import DEMO_EXPERIMENT, DEMO_SPEC, DEMO_STRATEGIES
 from clasr.bench.generate import make_benchmark
+from clasr.bench.language_data import CODE_SWITCHED_TOPICS
 from clasr.bench.sentences import topic_language
 from clasr.bench.spec import BenchmarkSpec
 from clasr.experiment.config import ExperimentConfig, parse_config
@@ -40,9 +41,12 @@ def bundled_real_speech() -> Path | None:
 
 
 def _language(domain) -> dict:
-    """The ``language`` key of a domain's set: only for a topic in another language than English."""
+    """The ``language`` key of a domain's set, only for a topic in another language than English,
+    and ``metric: mer`` for a code-switched topic (the mixed error rate: each CJK character and
+    each other word one unit; equal to WER when no CJK character occurs)."""
     language = topic_language(domain.topic)
-    return {"language": language} if language != "en" else {}
+    keys = {"language": language} if language != "en" else {}
+    return keys | ({"metric": "mer"} if domain.topic in CODE_SWITCHED_TOPICS else {})
 
 
 def demo_config(

@@ -1,13 +1,19 @@
 """Sentences in other languages than English for the synthetic benchmark (all written for this
-project): monolingual Spanish, German and French topics for held-out general sets, and a
-Spanish–English code-switched topic whose English words are marked ``<en>…</en>``.
+project): monolingual Spanish, German and French topics for held-out general sets, and two
+code-switched topics whose English words are marked ``<en>…</en>``: Spanish–English
+(``spanglish``) and Mandarin–English (``mandarin_english``, Simplified Chinese frames with
+English words, as heard in offices and schools of mainland China).
 
 Same design as :mod:`clasr.bench.sentence_data` (templates × slot lists, drawn by
 :mod:`clasr.bench.sentences`), with these writing rules: letters (accents included), spaces,
 commas and one final ``.``; no numbers (only English has a number speller here), no inverted
-marks ``¿ ¡``, no abbreviations. Slots are the topic's own lists only: the English shared lists
-(days, months, numbers) would be unmarked English inside another language; the first names
-are shared, since names are not words of either language.
+marks ``¿ ¡``, no abbreviations. Chinese is written as Chinese is: Chinese characters with no
+spaces, the full-width comma ``，`` and one final ``。``, and an English word joined to the
+characters around it without spaces ("我今天很busy。"; the mixed error rate counts each
+character and each English word as one unit however they are spaced). Slots are the topic's
+own lists only: the English shared lists (days, months, numbers) would be unmarked English
+inside another language; the first names are shared by the Latin-script languages, since
+names are not words of either language, while the Chinese topic has Chinese names.
 
 A code-switched sentence keeps its markup until it is written: the manifest's ``text`` is the
 sentence without the tags (:func:`plain_text`), the voice speaks it as SSML in which each
@@ -22,7 +28,12 @@ from clasr.bench.sentence_data import SHARED_SLOTS
 
 # topic → ISO 639-1 language of its sentences (of the sentence frame, for a code-switched topic,
 # whose inserted words are marked with their own language)
-LANGUAGE_TOPICS: dict[str, str] = {"spanish": "es", "german": "de", "french": "fr", "spanglish": "es"}
+LANGUAGE_TOPICS: dict[str, str] = {
+    "spanish": "es", "german": "de", "french": "fr", "spanglish": "es", "mandarin_english": "zh",
+}
+
+CODE_SWITCHED_TOPICS: frozenset[str] = frozenset({"spanglish", "mandarin_english"})
+"""Topics whose every sentence switches language: scored by the mixed error rate."""
 
 _NAMES = {"name": SHARED_SLOTS["name"], "friend": SHARED_SLOTS["friend"]}
 
@@ -62,6 +73,16 @@ LANGUAGE_TEMPLATES: dict[str, tuple[str, ...]] = {
         "El <en>manager</en> canceló {event} de {deadline}.",
         "Ya revisé {document} y todo está <en>okay</en>.",
         "Después {plan_we} y luego {plan_we_too}.",
+    ),
+    "mandarin_english": (
+        "{name}{when}要跟{friend}开{event}。",
+        "{name}，{deadline}之前把{document}发给我。",
+        "我今天真的很<en>busy</en>，没空看{document}。",
+        "{name}周末想跟{friend}一起{plan}。",
+        "我们的<en>manager</en>取消了{when}的{event_bare}。",
+        "我已经<en>check</en>过{document}了，都没问题。",
+        "{when}我们先{plan_we}，然后{plan_we_too}。",
+        "这个<en>project</en>的<en>deadline</en>是{deadline}。",
     ),
 }
 
@@ -114,6 +135,23 @@ LANGUAGE_SLOTS: dict[str, dict[str, tuple[str, ...]]] = {
                     "vemos el <en>game</en>", "hacemos <en>jogging</en>"),
         "plan_we_too": ("cenamos en casa", "volvemos temprano", "llamamos a la familia", "descansamos un poco",
                         "salimos con amigos"),
+    },
+    "mandarin_english": {
+        "name": ("王芳", "李明", "张伟", "刘洋", "陈静", "杨帆", "赵磊", "黄丽"),
+        "friend": ("小王", "老李", "同事", "室友", "表姐", "老板", "客户", "导师"),
+        "when": ("明天", "今天下午", "周六", "今天晚上", "下个星期", "明天上午"),
+        "event": ("一个<en>meeting</en>", "一个<en>workshop</en>", "一次<en>review</en>", "一个<en>webinar</en>",
+                  "一个<en>brainstorming</en>", "一个<en>sync</en>"),
+        "event_bare": ("<en>meeting</en>", "<en>call</en>", "<en>workshop</en>", "<en>review</en>",
+                       "<en>interview</en>", "<en>webinar</en>"),
+        "document": ("那个<en>report</en>", "这个<en>link</en>", "那些<en>slides</en>", "你的<en>feedback</en>",
+                     "新的<en>budget</en>", "那封<en>email</en>", "这个<en>spreadsheet</en>"),
+        "deadline": ("开会", "明天", "吃午饭", "下班", "周五", "放假", "月底"),
+        "plan": ("去<en>shopping</en>", "看一部<en>movie</en>", "去<en>gym</en>", "去<en>hiking</en>",
+                 "去<en>camping</en>", "来一次<en>road trip</en>"),
+        "plan_we": ("去<en>mall</en>逛逛", "办<en>check in</en>", "喝杯<en>coffee</en>", "看<en>game</en>",
+                    "去<en>jogging</en>"),
+        "plan_we_too": ("回家吃饭", "早点休息", "给家里打电话", "休息一下", "跟朋友出去玩"),
     },
 }
 
