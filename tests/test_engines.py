@@ -3,6 +3,9 @@ hit flags), on a tiny random model and on real tiny.en with real speech."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +14,7 @@ from clasr.data.audio import load_audio
 from clasr.data.batching import SpeechCollator, duration_batches
 from clasr.data.manifest import Selection, read_dataset
 from clasr.decoding import DecodeLimits, greedy_decode
-from clasr.engines import ct2_whisper, greedy_decoder
+from clasr.engines import ct2_whisper, greedy_decoder, resolved_engine
 from clasr.models.whisper import load_whisper, tiny_random_whisper
 
 from conftest import nudge, require_shared_data
@@ -144,3 +147,22 @@ def test_config_names_a_bad_engine() -> None:
         parse_config({"tasks": [task], "evaluation": {"engine": "onnx"}})
     with pytest.raises(ConfigError, match="evaluation.compute_type"):
         parse_config({"tasks": [task], "evaluation": {"compute_type": "float64"}})
+
+
+def test_auto_is_ctranslate2_on_a_cpu_and_torch_on_a_gpu():
+    assert resolved_engine("auto", torch.device("cpu")) == "ctranslate2"
+    assert resolved_engine("auto", torch.device("cuda", 0)) == "torch"
+    assert resolved_engine("torch", torch.device("cpu")) == "torch"
+    assert resolved_engine("ctranslate2", torch.device("cuda")) == "ctranslate2"
+
+
+def test_clasr_imports_without_ctranslate2():
+    """A GPU machine may lack ctranslate2 (its wheels need CUDA 12): everything but that engine works."""
+    code = (
+        "import sys; sys.modules['ctranslate2'] = None\n"
+        "import clasr.cli, clasr.evaluate, clasr.experiment.runner\n"
+        "from clasr.engines import ct2_whisper\n"
+        "try:\n    ct2_whisper(None, None)\nexcept ValueError as e:\n    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "needs the ctranslate2 package" in done.stdout and "evaluation.engine: torch" in done.stdout

@@ -176,7 +176,7 @@ def eval_command(
         None, min=0.02, max=30.0, help="encoder window in seconds (default: the model's own; 30 = Whisper's)"
     ),
     hypotheses: Optional[Path] = typer.Option(None, help="write per-utterance results to this JSONL file"),
-    engine: str = typer.Option("ctranslate2", help="ctranslate2 (same greedy tokens in float32, faster) or torch"),
+    engine: str = typer.Option("auto", help="auto (ctranslate2 on a CPU, torch on a GPU), ctranslate2 or torch"),
     compute_type: str = typer.Option("float32", help="ctranslate2 only: float32, or int8 (faster, costs WER)"),
 ) -> None:
     """Transcribe a dataset with greedy decoding and print WER / CER (and the set's metric, the

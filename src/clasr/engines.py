@@ -2,6 +2,10 @@
 
 Both decode a batch greedily under the rules of :mod:`clasr.decoding` and return the same
 :class:`~clasr.decoding.DecodedTokens`; :func:`greedy_decoder` picks one for a model.
+``auto`` (the default) is CTranslate2 for a model on the CPU, where it is the faster one
+(docs/benchmarks.md, "Evaluation speed"), and torch for a model on a GPU: CTranslate2's PyPI
+wheels run on CUDA 12 only, and nobody has measured it against torch on a GPU here.
+``ctranslate2`` is imported only when it decodes, so the rest of clasr runs without it.
 
 CTranslate2 runs a conversion of the model's *current* weights
 (:func:`clasr.models.ct2_export.ct2_whisper_files`, adapters included), loaded from memory.
@@ -29,17 +33,15 @@ import hashlib
 import json
 from typing import Callable, Literal
 
-import ctranslate2
 import numpy as np
 import torch
 
 from clasr.decoding import DecodedTokens, greedy_decode, suppressed_ids
 from clasr.models.ct2_export import ct2_whisper_files
 
-Engine = Literal["ctranslate2", "torch"]
+Engine = Literal["auto", "ctranslate2", "torch"]
 ComputeType = Literal["float32", "int8", "int8_float32", "bfloat16", "int8_bfloat16"]
-DEFAULT_ENGINE: Engine = "ctranslate2"
-"""The faster one on this project's CPU benchmark (docs/benchmarks.md, "speed")."""
+DEFAULT_ENGINE: Engine = "auto"
 
 Decoder = Callable[[torch.Tensor, list[int], int, list[int]], list[DecodedTokens]]
 """(features, prompt, end-of-text id, per-row budgets) → decoded rows."""
@@ -48,19 +50,28 @@ Decoder = Callable[[torch.Tensor, list[int], int, list[int]], list[DecodedTokens
 def greedy_decoder(model, tokenizer, engine: Engine = DEFAULT_ENGINE, compute_type: ComputeType = "float32") -> Decoder:
     """The greedy decoder of ``engine`` for ``model`` as it is now (call again after the
     weights change). ``compute_type`` only concerns CTranslate2."""
+    engine = resolved_engine(engine, next(model.parameters()).device)
     if engine == "torch":
         return lambda features, prompt, eot, budgets: greedy_decode(model, features, prompt, eot, budgets)
     if engine == "ctranslate2":
         return CT2Decoder(ct2_whisper(model, tokenizer, compute_type), model)
-    raise ValueError(f"unknown decoding engine {engine!r}; use 'ctranslate2' or 'torch'")
+    raise ValueError(f"unknown decoding engine {engine!r}; use 'auto', 'ctranslate2' or 'torch'")
 
 
-_loaded: dict[str, ctranslate2.models.Whisper] = {}
+def resolved_engine(engine: Engine, device: torch.device) -> Engine:
+    """The engine that ``auto`` stands for on ``device`` (any other engine is itself)."""
+    if engine != "auto":
+        return engine
+    return "torch" if device.type == "cuda" else "ctranslate2"
 
 
-def ct2_whisper(model, tokenizer, compute_type: ComputeType = "float32") -> ctranslate2.models.Whisper:
+_loaded: dict[str, "ctranslate2.models.Whisper"] = {}
+
+
+def ct2_whisper(model, tokenizer, compute_type: ComputeType = "float32") -> "ctranslate2.models.Whisper":
     """A CTranslate2 Whisper holding ``model``'s current weights (converted only when they
     differ from the last conversion's)."""
+    ctranslate2 = _ctranslate2()
     key = f"{weights_digest(model)}/{compute_type}/{torch.get_num_threads()}"
     if key not in _loaded:
         _loaded.clear()  # keep one model: a matrix row scores its sets one after the other
@@ -95,10 +106,21 @@ def weights_digest(model) -> str:
     return digest.hexdigest()
 
 
+def _ctranslate2():
+    try:
+        import ctranslate2
+    except ImportError as error:
+        raise ValueError(
+            f"evaluation.engine ctranslate2 needs the ctranslate2 package ({error}); install it, "
+            "or choose evaluation.engine: torch"
+        ) from error
+    return ctranslate2
+
+
 class CT2Decoder:
     """Greedy decoding of batches in a loaded CTranslate2 Whisper (see the module docstring)."""
 
-    def __init__(self, whisper: ctranslate2.models.Whisper, model):
+    def __init__(self, whisper: "ctranslate2.models.Whisper", model):
         self.whisper = whisper
         self.model = model
 
@@ -108,7 +130,7 @@ class CT2Decoder:
         most = max(budgets)
         array = np.ascontiguousarray(features.detach().to("cpu", torch.float32).numpy())
         results = self.whisper.generate(
-            ctranslate2.StorageView.from_array(array),
+            _ctranslate2().StorageView.from_array(array),
             [list(prompt)] * len(budgets),
             beam_size=1,
             max_length=max(2 * most, most + len(prompt) - 1),

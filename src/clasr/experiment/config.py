@@ -96,7 +96,9 @@ class EvaluationConfig(_Strict):
     normalizer: NormalizerName = Field("whisper_english", description="of English sets; other languages: whisper_basic")
     language: Language | None = Field(None, description="default language of every set (null: en)")
     limits: DecodeLimits = DecodeLimits()
-    engine: Engine = Field(DEFAULT_ENGINE, description="ctranslate2 (same greedy tokens in float32, faster) or torch")
+    engine: Engine = Field(
+        DEFAULT_ENGINE, description="auto (ctranslate2 on a CPU, torch on a GPU), ctranslate2 (same greedy tokens in float32) or torch"
+    )
     compute_type: ComputeType = Field("float32", description="ctranslate2 only; int8 is faster at a WER cost")
 
 

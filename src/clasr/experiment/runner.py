@@ -53,7 +53,11 @@ from clasr.train import train_task
 
 
 # Config keys that do not change results: a run may resume with other values.
-RESULT_NEUTRAL_KEYS = ("output_dir", "train.num_workers", "tracking", "tracking.log_with", "tracking.project")
+# evaluation.engine: both engines give the same greedy tokens in float32 (tests/test_engines.py);
+# compute_type, which can change them, is compared.
+RESULT_NEUTRAL_KEYS = (
+    "output_dir", "train.num_workers", "tracking", "tracking.log_with", "tracking.project", "evaluation.engine",
+)
 
 
 def _differences(old, new, path: str = "") -> list[str]:
