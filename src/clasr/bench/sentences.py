@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from clasr.bench.language_data import LANGUAGE_SLOTS, LANGUAGE_TEMPLATES, LANGUAGE_TOPICS
+from clasr.bench.length_domains import LENGTH_SLOTS, LENGTH_TEMPLATES, PASSAGE_SOURCE, pack_passages
 from clasr.bench.sentence_data import SHARED_SLOTS, TEMPLATES, TOPIC_SLOTS, NumberPhrases
 
 TOPICS: tuple[str, ...] = tuple(TEMPLATES)
@@ -100,8 +101,9 @@ def _expand(items: tuple) -> tuple[str, ...]:
 
 
 def _check_topic(topic: str) -> None:
-    if topic not in TEMPLATES and topic not in LANGUAGE_TEMPLATES:
-        raise ValueError(f"unknown topic {topic!r}; known topics: {', '.join([*TOPICS, *LANGUAGE_TOPICS])}")
+    if topic not in TEMPLATES and topic not in LANGUAGE_TEMPLATES and topic not in LENGTH_TEMPLATES and topic not in PASSAGE_SOURCE:
+        known = [*TOPICS, *LANGUAGE_TOPICS, *LENGTH_TEMPLATES, *PASSAGE_SOURCE]
+        raise ValueError(f"unknown topic {topic!r}; known topics: {', '.join(known)}")
 
 
 def topic_language(topic: str) -> str:
@@ -114,10 +116,14 @@ def topic_language(topic: str) -> str:
 @lru_cache(maxsize=None)
 def templates(topic: str) -> tuple[Template, ...]:
     """The topic's templates with their slot lists resolved (topic lists before shared ones;
-    a topic in another language has its own lists only)."""
+    a topic in another language or of :mod:`clasr.bench.length_domains` has its own lists only;
+    a passage topic has its sentence topic's)."""
     _check_topic(topic)
+    topic = PASSAGE_SOURCE.get(topic, topic)
     if topic in LANGUAGE_TEMPLATES:
         texts, lists = LANGUAGE_TEMPLATES[topic], LANGUAGE_SLOTS[topic]
+    elif topic in LENGTH_TEMPLATES:
+        texts, lists = LENGTH_TEMPLATES[topic], LENGTH_SLOTS[topic]
     else:
         texts, lists = TEMPLATES[topic], {**SHARED_SLOTS, **TOPIC_SLOTS[topic]}
     compiled = []
@@ -157,6 +163,8 @@ def generate_sentences(topic: str, count: int, seed: int) -> list[str]:
     Raises ``ValueError`` for an unknown topic, a negative count, a count above
     :func:`sentence_space`, or when :data:`MAX_REPEATS_IN_A_ROW` draws in a row repeat.
     """
+    if topic in PASSAGE_SOURCE:  # passages of consecutive sentences (clasr.bench.length_domains)
+        return pack_passages(lambda n: generate_sentences(PASSAGE_SOURCE[topic], n, seed), count)
     compiled = templates(topic)
     space = sentence_space(topic)
     if not 0 <= count <= space:
