@@ -48,29 +48,35 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def step_seconds(model_name: str, utterances, steps: int, bf16: bool, batch_size: int = 8) -> float:
-    """Median seconds per optimizer step of full fine-tuning (first step excluded)."""
+def step_seconds(model_name: str, utterances, steps: int, bf16: bool, batch_size: int = 8, **train_options) -> float:
+    """Median seconds per optimizer step of full fine-tuning (first step excluded); ``train_options``:
+    further :class:`TrainConfig` keys (e.g. ``encoder_window="fitted"``)."""
     bundle = load_whisper(model_name)
-    return _median_step(bundle, utterances, steps, bf16, batch_size=batch_size)
+    return _median_step(bundle, utterances, steps, bf16, batch_size=batch_size, **train_options)
 
 
 def adapter_step(
-    model_name: str, utterances, steps: int, adapter: AdapterSettings, batch_size: int = 8
+    model_name: str, utterances, steps: int, adapter: AdapterSettings, batch_size: int = 8, bf16: bool = True,
+    **train_options,
 ) -> tuple[int, float]:
-    """(trainable parameters, median bf16 seconds per step) with ``adapter`` injected."""
+    """(trainable parameters, median seconds per step, bf16 by default) with ``adapter`` injected."""
     bundle = load_whisper(model_name)
     collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
     with task_adapters(bundle.model, adapter, training_set(utterances, collator)):
         trainable = count_trainable(bundle.model)
         seconds = _median_step(
-            bundle, utterances, steps, True, lambda model, batch, logits: adapter_extra_loss(model), batch_size
+            bundle, utterances, steps, bf16, lambda model, batch, logits: adapter_extra_loss(model), batch_size,
+            **train_options,
         )
     return trainable, seconds
 
 
-def _median_step(bundle, utterances, steps: int, bf16: bool, extra_loss=None, batch_size: int = 8) -> float:
+def _median_step(
+    bundle, utterances, steps: int, bf16: bool, extra_loss=None, batch_size: int = 8, **train_options
+) -> float:
     collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
-    config = TrainConfig(max_steps=steps + 1, batch_size=batch_size, epochs=100, bf16=bf16, warmup_ratio=0.0)
+    config = TrainConfig(max_steps=steps + 1, batch_size=batch_size, epochs=100, bf16=bf16, warmup_ratio=0.0,
+                         **train_options)
     stats = train_task(bundle.model, utterances, collator, config, Accelerator(), extra_loss=extra_loss)
     return stats.median_step_seconds
 

@@ -2,17 +2,22 @@
 clasr's training loop, on the same utterances, in one run.
 
     .venv/bin/python benchmarks/vs_recipe.py [--model tiny.en] [--data DIR] [--steps 4] [--batch-size 8]
+        [--settings NAME,NAME,…]
 
-Settings timed, each for ``--steps`` optimizer steps after one untimed warm-up step, batch
-``--batch-size``, the model's 30 s window:
+Settings timed (``--settings``: a subset, in this order), each for ``--steps`` optimizer steps
+after one untimed warm-up step, batch ``--batch-size``, the model's 30 s window unless named:
 
-- recipe LoRA fp32 / bf16: ``Seq2SeqTrainer`` on a peft LoRA model (r 8, α 16, q and v
-  projections), fp32 and with ``bf16=True`` (autocast);
-- clasr LoRA bf16 and clasr full fine-tuning bf16 / fp32: ``clasr.train.train_task``.
+- ``recipe_{lora,full_ft}_{fp32,bf16}``: ``Seq2SeqTrainer`` (its default fused AdamW) on a peft
+  LoRA model (r 8, α 16, q and v projections) or the whole model, fp32 and with ``bf16=True``;
+- ``clasr_{lora,full_ft}_{fp32,bf16}``: ``clasr.train.train_task`` (fused AdamW);
+- ``clasr_{lora,full_ft}_fp32_fitted``: the same with ``train.encoder_window: fitted`` (each
+  batch's encoder window fitted to its longest utterance, whole seconds);
+- ``clasr_full_ft_fp32_unfused``: clasr's full fine-tuning with the for-loop AdamW it used
+  before (the fused optimizer's in-run gain).
 
-Prints the median seconds per step, utterances per second, and each setting's ratio to the
-recipe's bf16 LoRA throughput. ``--model`` may be a local transformers folder (e.g. a tiny
-random model, to check the script quickly).
+Prints the median seconds per step, utterances per second, and each setting's throughput
+ratio to every recipe setting of the same run. ``--model`` may be a local transformers folder
+(e.g. a tiny random model, to check the script quickly).
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ import json
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from accelerate.state import AcceleratorState
 from pydantic import TypeAdapter
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 
+import clasr.train
 from clasr.adapters import AdapterConfig
 from clasr.data.audio import load_audio
 from clasr.data.batching import SpeechCollator
@@ -42,17 +50,21 @@ LORA = {"r": 8, "alpha": 16.0}
 
 
 class StepTimes(TrainerCallback):
-    """Wall-clock seconds of every optimizer step of a Trainer."""
+    """Wall-clock seconds of every optimizer step of a Trainer, from the end of the previous step
+    (the first: from its start) to its own end, so that loading the step's batch counts, as it does
+    in clasr's step times (the Trainer fetches the batch before ``on_step_begin``)."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
-        self.start = 0.0
+        self.last = 0.0
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
+        self.last = self.last or time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.seconds.append(time.perf_counter() - self.start)
+        now = time.perf_counter()
+        self.seconds.append(now - self.last)
+        self.last = now
 
 
 class RecipeDataset(torch.utils.data.Dataset):
@@ -82,14 +94,18 @@ def pad_labels(rows: list[dict]) -> dict:
     return {"input_features": torch.stack([row["input_features"] for row in rows]), "labels": labels}
 
 
-def recipe_step_seconds(model_name: str, utterances, steps: int, batch_size: int, bf16: bool, out: Path) -> float:
+def recipe_step_seconds(
+    model_name: str, utterances, steps: int, batch_size: int, bf16: bool, out: Path, lora: bool = True
+) -> float:
     from peft import LoraConfig, get_peft_model
 
     bundle = load_whisper(model_name)
-    model = get_peft_model(
-        bundle.model,
-        LoraConfig(r=LORA["r"], lora_alpha=int(LORA["alpha"]), target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
-    )
+    model = bundle.model
+    if lora:
+        model = get_peft_model(
+            model,
+            LoraConfig(r=LORA["r"], lora_alpha=int(LORA["alpha"]), target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
+        )
     args = Seq2SeqTrainingArguments(
         output_dir=str(out), per_device_train_batch_size=batch_size, max_steps=steps + 1, learning_rate=1e-3,
         warmup_steps=0, bf16=bf16, use_cpu=not torch.cuda.is_available(), report_to=[], save_strategy="no",
@@ -104,33 +120,80 @@ def recipe_step_seconds(model_name: str, utterances, steps: int, batch_size: int
     return statistics.median(times.seconds[1:])
 
 
+@contextmanager
+def unfused_adamw():
+    """clasr's training loop with the for-loop AdamW (no device takes the fused kernel)."""
+    devices = clasr.train.FUSED_ADAMW_DEVICES
+    clasr.train.FUSED_ADAMW_DEVICES = ()
+    try:
+        yield
+    finally:
+        clasr.train.FUSED_ADAMW_DEVICES = devices
+
+
+def settings(args, utterances) -> dict:
+    """Setting name → a function timing it (median seconds per step)."""
+    lora = TypeAdapter(AdapterConfig).validate_python({"type": "lora", **LORA})
+    common = (args.model, utterances, args.steps)
+
+    def recipe(adapter: bool, bf16: bool):
+        return lambda: recipe_step_seconds(*common, args.batch_size, bf16, args.out, lora=adapter)
+
+    def clasr_lora(bf16: bool, **options):
+        return lambda: speed.adapter_step(*common, lora, args.batch_size, bf16=bf16, **options)[1]
+
+    def clasr_full(bf16: bool, **options):
+        return lambda: speed.step_seconds(*common, bf16, args.batch_size, **options)
+
+    def unfused():
+        with unfused_adamw():
+            return speed.step_seconds(*common, False, args.batch_size)
+
+    return {
+        "recipe_lora_fp32": recipe(True, False),
+        "recipe_lora_bf16": recipe(True, True),
+        "recipe_full_ft_fp32": recipe(False, False),
+        "recipe_full_ft_bf16": recipe(False, True),
+        "clasr_lora_fp32": clasr_lora(False),
+        "clasr_lora_bf16": clasr_lora(True),
+        "clasr_full_ft_fp32": clasr_full(False),
+        "clasr_full_ft_bf16": clasr_full(True),
+        "clasr_lora_fp32_fitted": clasr_lora(False, encoder_window="fitted"),
+        "clasr_full_ft_fp32_fitted": clasr_full(False, encoder_window="fitted"),
+        "clasr_full_ft_fp32_unfused": unfused,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--settings", help="comma-separated names (default: all); see the docstring")
     parser.add_argument("--out", type=Path, default=Path("/tmp/clasr-vs-recipe"))
     args = parser.parse_args()
 
     utterances, _ = read_dataset(args.data, Selection(split="train", max_utterances=args.batch_size * (args.steps + 1)))
-    lora = TypeAdapter(AdapterConfig).validate_python({"type": "lora", **LORA})
-    seconds = {
-        "recipe_lora_fp32": recipe_step_seconds(args.model, utterances, args.steps, args.batch_size, False, args.out),
-        "recipe_lora_bf16": recipe_step_seconds(args.model, utterances, args.steps, args.batch_size, True, args.out),
-        "clasr_lora_bf16": speed.adapter_step(args.model, utterances, args.steps, lora, args.batch_size)[1],
-        "clasr_full_ft_bf16": speed.step_seconds(args.model, utterances, args.steps, True, args.batch_size),
-        "clasr_full_ft_fp32": speed.step_seconds(args.model, utterances, args.steps, False, args.batch_size),
-    }
-    baseline = args.batch_size / seconds["recipe_lora_bf16"]
+    timers = settings(args, utterances)
+    chosen = args.settings.split(",") if args.settings else list(timers)
+    unknown = sorted(set(chosen) - set(timers))
+    if unknown:
+        parser.error(f"unknown settings {unknown}; known: {', '.join(timers)}")
+    seconds = {}
+    for name in (n for n in timers if n in chosen):
+        AcceleratorState._reset_state(reset_partial_state=True)  # the Trainer's bf16 must not reach the next setting
+        seconds[name] = timers[name]()
+        print(f"{name}: {seconds[name]:.3f} s/step", file=sys.stderr, flush=True)
+    rates = {name: args.batch_size / step for name, step in seconds.items()}
+    recipes = [name for name in rates if name.startswith("recipe_")]
     figures = {"model": args.model, "data": str(args.data), "batch_size": args.batch_size, "steps": args.steps,
                "torch_threads": torch.get_num_threads(), "settings": {}}
-    for name, step in seconds.items():
-        rate = args.batch_size / step
+    for name, rate in rates.items():
         figures["settings"][name] = {
-            "step_seconds": round(step, 3),
+            "step_seconds": round(seconds[name], 3),
             "utterances_per_second": round(rate, 3),
-            "over_recipe_lora_bf16": round(rate / baseline, 2),
+            **{f"over_{recipe}": round(rate / rates[recipe], 2) for recipe in recipes},
         }
     print(json.dumps(figures, indent=2))
 

@@ -18,6 +18,9 @@ cosine decay (or constant). Batches hold utterances of similar duration; their o
 shuffled per epoch with a fixed seed. ``bf16`` runs forward and backward under bf16
 autocast (weights and optimizer state stay float32); it is applied here rather than through
 Accelerate's process-wide ``mixed_precision`` so that each task and benchmark can choose.
+AdamW runs fused (one kernel over all tensors) on CPU and CUDA. ``encoder_window: fitted``
+trains each batch at a window fitted to its longest utterance (:mod:`clasr.models.fitted_window`);
+``gradient_checkpointing`` trades one more forward pass for the layers' activations.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -37,12 +40,14 @@ from transformers import get_scheduler
 
 from clasr.data.batching import SpeechBatch, SpeechCollator, batch_stream, duration_batches
 from clasr.data.manifest import Utterance
+from clasr.models.fitted_window import cut_features, fitted_frames, narrowed_encoder
 from clasr.models.teacher_forcing import scored_tokens, teacher_forced_logits, token_loss
 from clasr.precision import BF16Setting, use_bf16
 from clasr.distributed import sum_counts
 from clasr.progress import progress_bar
 from clasr.tracking import log_step
 
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 CONSECUTIVE_BAD_STEPS = 3  # in skip mode, this many bad steps in a row is divergence, not one bad batch
 ExtraLoss = Callable[[torch.nn.Module, SpeechBatch, torch.Tensor], "torch.Tensor | None"]
 StepCallback = Callable[[int, bool], bool]  # (optimizer steps done, last planned step) → end the task now
@@ -73,6 +78,15 @@ class TrainConfig(BaseModel):
     max_loss: float | None = Field(
         None, gt=0, description="a step whose token cross-entropy exceeds this has diverged; default 10·ln(vocabulary "
         "size), ten times the loss of a uniform guess"
+    )
+    encoder_window: Literal["model", "fitted"] = Field(
+        "model", description="the encoder window while training: the model's own (model.window_seconds), or "
+        "'fitted' to each batch's longest utterance rounded up to whole seconds (clasr.models.fitted_window); "
+        "evaluation always uses the model's window"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute each encoder and decoder layer's activations in the backward pass instead of "
+        "keeping them (transformers' activation checkpointing): less memory, one more forward pass of time"
     )
     on_bad_loss: Literal["stop", "skip"] = Field(
         "stop", description="a NaN, infinite or diverged loss (or gradient norm): stop the task with an error, or skip "
@@ -146,7 +160,8 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate)
+    fused = all(p.device.type in FUSED_ADAMW_DEVICES for p in params)  # one kernel for all tensors: same update, faster
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate, fused=fused or None)
 
 
 def _epoch_batches(utterances: Sequence[Utterance], config: TrainConfig, seed: int, accelerator) -> list[list[int]]:
@@ -198,7 +213,7 @@ def train_task(
     wrapped.train()
     stats = TrainStats(0, 0, 0.0)
     start = time.perf_counter()
-    with progress_bar() as progress:
+    with progress_bar() as progress, activation_checkpointing(model, config.gradient_checkpointing):
         bar = progress.add_task(description, total=len(groups), info="", visible=accelerator.is_main_process)
         batches = batch_stream(utterances, [b for step in groups for b in step], collator, config.num_workers)
         for group in groups:
@@ -209,7 +224,7 @@ def train_task(
             losses, problems = [], []
             for k, (batch, weight) in enumerate(zip(step_batches, weights)):
                 sync = k == len(group) - 1
-                loss, problem = _backward(wrapped, batch, accelerator, config, extra_loss, sync, weight)
+                loss, problem = _backward(model, wrapped, batch, accelerator, config, extra_loss, sync, weight)
                 losses.append(loss)
                 problems.append(problem)
                 stats.utterances += len(batch.indices)
@@ -242,6 +257,21 @@ def train_task(
     accelerator.free_memory()
     model.eval()
     return stats
+
+
+@contextmanager
+def activation_checkpointing(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """Within the block, every layer of the (unwrapped) Whisper ``model`` recomputes its activations
+    in the backward pass (non-reentrant ``torch.utils.checkpoint``, which restores the random state, so
+    dropout and BLoRA's samples are the same in the recomputation); turned off again on exit."""
+    if not enabled:
+        yield
+        return
+    model.activation_checkpointing_enable()
+    try:
+        yield
+    finally:
+        model.activation_checkpointing_disable()
 
 
 def _bad_step(problem: str, stats: TrainStats, config: TrainConfig, description: str, planned: int) -> None:
@@ -281,16 +311,18 @@ def _loss_problem(loss: torch.Tensor, cross_entropy: torch.Tensor, vocabulary: i
 
 
 def _backward(
-    wrapped, batch: SpeechBatch, accelerator, config: TrainConfig, extra_loss, sync: bool, weight: float
+    model, wrapped, batch: SpeechBatch, accelerator, config: TrainConfig, extra_loss, sync: bool, weight: float
 ) -> tuple[float, str | None]:
     """Forward and backward of one batch of a step, its loss weighted by ``weight`` (see
     :func:`token_weights`); gradients are synchronised across processes only when ``sync``
-    (the step's last batch). Returns the (unweighted) loss and what makes it unusable (see
-    :func:`_loss_problem`), if anything."""
-    with accelerator.no_sync(wrapped) if not sync else nullcontext():
+    (the step's last batch). With ``encoder_window: fitted`` the model's encoder runs over the
+    batch's fitted window (a strategy's extra loss still gets the whole batch). Returns the
+    (unweighted) loss and what makes it unusable (see :func:`_loss_problem`), if anything."""
+    frames = fitted_frames(batch) if config.encoder_window == "fitted" else batch.input_features.shape[-1]
+    with accelerator.no_sync(wrapped) if not sync else nullcontext(), narrowed_encoder(model, frames):
         bf16 = use_bf16(config.bf16, accelerator.device)
         with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = teacher_forced_logits(wrapped, batch)
+            logits = teacher_forced_logits(wrapped, cut_features(batch, frames))
             loss = cross_entropy = token_loss(logits, batch.labels)
             if extra_loss is not None:
                 extra = extra_loss(accelerator.unwrap_model(wrapped), batch, logits)
