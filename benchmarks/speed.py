@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import time
 from pathlib import Path
 
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from pydantic import TypeAdapter
 
 from clasr.adapters import AdapterConfig, AdapterSettings, count_trainable
@@ -72,13 +74,15 @@ def adapter_step(
 
 
 def _median_step(
-    bundle, utterances, steps: int, bf16: bool, extra_loss=None, batch_size: int = 8, **train_options
+    bundle, utterances, steps: int, bf16: bool, extra_loss=None, batch_size: int = 8, warmup: int = 1, **train_options
 ) -> float:
+    """Median seconds of ``steps`` optimizer steps after ``warmup`` untimed ones."""
     collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
-    config = TrainConfig(max_steps=steps + 1, batch_size=batch_size, epochs=100, bf16=bf16, warmup_ratio=0.0,
+    config = TrainConfig(max_steps=steps + warmup, batch_size=batch_size, epochs=100, bf16=bf16, warmup_ratio=0.0,
                          **train_options)
+    AcceleratorState._reset_state(reset_partial_state=True)  # else it keeps the mixed precision of a Trainer run before
     stats = train_task(bundle.model, utterances, collator, config, Accelerator(), extra_loss=extra_loss)
-    return stats.median_step_seconds
+    return statistics.median(stats.step_seconds[warmup:])
 
 
 def decode_seconds(model_name: str, utterances, batch_size: int) -> float:

@@ -62,6 +62,8 @@ class StepTimes(TrainerCallback):
         self.last = self.last or time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # the step's queued GPU work counts too
         now = time.perf_counter()
         self.seconds.append(now - self.last)
         self.last = now
@@ -95,8 +97,11 @@ def pad_labels(rows: list[dict]) -> dict:
 
 
 def recipe_step_seconds(
-    model_name: str, utterances, steps: int, batch_size: int, bf16: bool, out: Path, lora: bool = True
+    model_name: str, utterances, steps: int, batch_size: int, bf16: bool, out: Path, lora: bool = True,
+    warmup: int = 1, num_workers: int = 0,
 ) -> float:
+    """Median seconds of ``steps`` optimizer steps after ``warmup`` untimed ones; ``num_workers``
+    data loader processes."""
     from peft import LoraConfig, get_peft_model
 
     bundle = load_whisper(model_name)
@@ -107,9 +112,9 @@ def recipe_step_seconds(
             LoraConfig(r=LORA["r"], lora_alpha=int(LORA["alpha"]), target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
         )
     args = Seq2SeqTrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=batch_size, max_steps=steps + 1, learning_rate=1e-3,
+        output_dir=str(out), per_device_train_batch_size=batch_size, max_steps=steps + warmup, learning_rate=1e-3,
         warmup_steps=0, bf16=bf16, use_cpu=not torch.cuda.is_available(), report_to=[], save_strategy="no",
-        logging_strategy="no", remove_unused_columns=False, dataloader_num_workers=0, seed=0,
+        logging_strategy="no", remove_unused_columns=False, dataloader_num_workers=num_workers, seed=0,
     )
     times = StepTimes()
     trainer = Seq2SeqTrainer(
@@ -117,7 +122,7 @@ def recipe_step_seconds(
         callbacks=[times],
     )
     trainer.train()
-    return statistics.median(times.seconds[1:])
+    return statistics.median(times.seconds[warmup:])
 
 
 @contextmanager
