@@ -13,7 +13,9 @@ after one untimed warm-up step, batch ``--batch-size``, the model's 30 s window 
 - ``clasr_{lora,full_ft}_fp32_fitted``: the same with ``train.encoder_window: fitted`` (each
   batch's encoder window fitted to its longest utterance, whole seconds);
 - ``clasr_full_ft_fp32_unfused``: clasr's full fine-tuning with the for-loop AdamW it used
-  before (the fused optimizer's in-run gain).
+  before (the fused optimizer's in-run gain);
+- ``clasr_full_ft_fp32_compiled``: clasr's full fine-tuning with the model's forward through
+  ``torch.compile`` (dynamic shapes; 3 untimed steps absorb the compilation, the data cycled as further epochs).
 
 Prints the median seconds per step, utterances per second, and each setting's throughput
 ratio to every recipe setting of the same run. ``--model`` may be a local transformers folder
@@ -154,6 +156,11 @@ def settings(args, utterances) -> dict:
         with unfused_adamw():
             return speed.step_seconds(*common, False, args.batch_size)
 
+    def compiled():
+        bundle = load_whisper(args.model)
+        bundle.model.forward = torch.compile(bundle.model.forward, dynamic=True)
+        return speed._median_step(bundle, utterances, args.steps, False, batch_size=args.batch_size, warmup=3)
+
     return {
         "recipe_lora_fp32": recipe(True, False),
         "recipe_lora_bf16": recipe(True, True),
@@ -166,6 +173,7 @@ def settings(args, utterances) -> dict:
         "clasr_lora_fp32_fitted": clasr_lora(False, encoder_window="fitted"),
         "clasr_full_ft_fp32_fitted": clasr_full(False, encoder_window="fitted"),
         "clasr_full_ft_fp32_unfused": unfused,
+        "clasr_full_ft_fp32_compiled": compiled,
     }
 
 
