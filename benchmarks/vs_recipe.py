@@ -72,16 +72,21 @@ class StepTimes(TrainerCallback):
 
 
 class RecipeDataset(torch.utils.data.Dataset):
-    """What the recipe's ``prepare_dataset`` map yields: log-mel features and label ids."""
+    """What the recipe's ``prepare_dataset`` map yields: log-mel features and label ids, built on
+    each access, or with ``precompute`` all once here (as ``dataset.map`` does before training)."""
 
-    def __init__(self, bundle, utterances):
+    def __init__(self, bundle, utterances, precompute: bool = False):
         self.collator = SpeechCollator(bundle.feature_extractor, bundle.tokenizer, bundle.window_frames)
         self.utterances = utterances
+        self.items = [self.item(i) for i in range(len(utterances))] if precompute else None
 
     def __len__(self) -> int:
         return len(self.utterances)
 
     def __getitem__(self, i: int) -> dict:
+        return self.items[i] if self.items is not None else self.item(i)
+
+    def item(self, i: int) -> dict:
         utterance = self.utterances[i]
         features, _ = self.collator.features([load_audio(utterance.audio_path)])
         labels = self.collator.prompt[1:] + self.collator.target_ids(utterance.text) + [self.collator.eot]
@@ -100,10 +105,10 @@ def pad_labels(rows: list[dict]) -> dict:
 
 def recipe_step_seconds(
     model_name: str, utterances, steps: int, batch_size: int, bf16: bool, out: Path, lora: bool = True,
-    warmup: int = 1, num_workers: int = 0,
+    warmup: int = 1, num_workers: int = 0, precompute: bool = False,
 ) -> float:
     """Median seconds of ``steps`` optimizer steps after ``warmup`` untimed ones; ``num_workers``
-    data loader processes."""
+    data loader processes; ``precompute``: features built before training (see RecipeDataset)."""
     from peft import LoraConfig, get_peft_model
 
     bundle = load_whisper(model_name)
@@ -120,7 +125,7 @@ def recipe_step_seconds(
     )
     times = StepTimes()
     trainer = Seq2SeqTrainer(
-        model=model, args=args, train_dataset=RecipeDataset(bundle, utterances), data_collator=pad_labels,
+        model=model, args=args, train_dataset=RecipeDataset(bundle, utterances, precompute), data_collator=pad_labels,
         callbacks=[times],
     )
     trainer.train()
