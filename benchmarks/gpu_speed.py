@@ -44,6 +44,7 @@ import contextlib
 import gc
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -372,6 +373,65 @@ def evaluation_rows(name: str, folder: Path, utterances, batch: int, fixed_token
     return bundle.model.config._attn_implementation
 
 
+SMOKE_STRATEGIES = {  # config additions per run: plain fine-tuning, a LoRA adapter, IHR (curvature and merge)
+    "ft": {},
+    "lora": {"adapter": {"type": "lora", "r": 8, "alpha": 16.0}},
+    "ihr": {"strategy": {"name": "ihr", "curvature_batches": 1, "curvature_batch_size": 2}},
+}
+
+
+def smoke_config(model: Path, strategy: dict) -> dict:
+    """A two-task ``clasr run`` on the bundled mini sets: 4 training and 2 test utterances a task,
+    2 optimizer steps, a 2-utterance general set; bf16 where the device has it natively."""
+    data = ROOT / "examples" / "data"
+    return {
+        "name": "gpu_smoke", "seed": 0, "model": {"name": str(model), "window_seconds": 30},
+        "strategy": {"name": "ft"},
+        "train": {"learning_rate": 1e-4, "epochs": 1, "max_steps": 2, "batch_size": 2, "warmup_ratio": 0.0,
+                  "bf16": "auto"},
+        "evaluation": {"batch_size": 2, "limits": {"max_new_tokens": 8}, "engine": "auto"},
+        "tasks": [
+            {"name": "an4", "data": str(data / "an4_mini"), "lowercase_targets": True,
+             "train": {"split": "train", "max_utterances": 4}, "test": {"split": "test", "max_utterances": 2}},
+            {"name": "arctic", "data": str(data / "arctic_kathleen_mini"),
+             "train": {"split": "train", "max_utterances": 4}, "test": {"split": "test", "max_utterances": 2}},
+        ],
+        "general": [{"name": "arctic_general", "data": str(data / "arctic_kathleen_mini"),
+                     "test": {"split": "test", "skip": 10, "max_utterances": 2}}],
+        **strategy,
+    }
+
+
+def smoke(args, device: torch.device) -> list[dict]:
+    """``clasr run`` end to end, one process per strategy of :data:`SMOKE_STRATEGIES`, on a tiny random
+    Whisper with tiny.en's vocabulary: Accelerate trains on the GPU where there is one, so device
+    mismatches anywhere in training, curvature, merging or evaluation fail here. A row per run:
+    seconds, and the error's last lines when it failed."""
+    import yaml
+
+    tokenizers = tokenizer_folders(args.tokenizer or dry_run_tokenizers(args.out))
+    if ENGLISH_VOCAB not in tokenizers:
+        raise SystemExit(f"--smoke needs tiny.en's --tokenizer folder (vocabulary {ENGLISH_VOCAB})")
+    model = random_checkpoint("smoke", {**DRY_RUN_DIMS, "vocab_size": ENGLISH_VOCAB}, tokenizers[ENGLISH_VOCAB],
+                              args.out, device)
+    rows = []
+    for name, strategy in SMOKE_STRATEGIES.items():
+        config = args.out / f"smoke-{name}.yaml"
+        config.write_text(yaml.safe_dump(smoke_config(model, strategy), sort_keys=False))
+        log(f"smoke: clasr run, strategy {name}, on {device.type}")
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "clasr", "run", str(config), "--output", str(args.out / name)],
+                              capture_output=True, text=True)
+        row = {"stage": "smoke", "setting": f"clasr run --strategy {name}", "seconds": round(time.perf_counter() - start, 1)}
+        matrix = args.out / name / "matrix.json"
+        if done.returncode != 0 or not matrix.is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-4:]
+            row["error"] = f"exit {done.returncode}: " + " / ".join(tail)
+            log(f"smoke {name} failed:\n" + (done.stderr or done.stdout)[-4000:])
+        rows.append(row)
+    return rows
+
+
 # ---------------------------------------------------------------- output
 
 
@@ -451,6 +511,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the rows and conditions here (after every row)")
     parser.add_argument("--out", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--dry-run", action="store_true", help="tiny random model on the CPU, to check the script")
+    parser.add_argument("--smoke", action="store_true",
+                        help="only run `clasr run` end to end (ft, lora, ihr; tiny random model) on the device")
     args = parser.parse_args(argv)
     dry = args.dry_run
     args.bf16 = not dry  # this CPU (like CI's) has no native bf16: emulated, it is ~5x slower than float32
@@ -499,6 +561,12 @@ def main(argv: list[str] | None = None) -> None:
                               if device.type == "cuda" else "") + f", torch {torch.__version__}")
     with tempfile.TemporaryDirectory(prefix="clasr-gpu-") as scratch:
         args.out = args.out or Path(scratch)
+        if args.smoke:
+            rows = smoke(args, device)
+            print(f"Smoke test — clasr run on {device.type}" + (f" ({torch.cuda.get_device_name(device)})"
+                  if device.type == "cuda" else "") + "\n\n| strategy | seconds | result |\n|---|---|---|")
+            print("\n".join(f"| {r['setting']} | {r['seconds']} | {r.get('error', 'ok')} |" for r in rows), flush=True)
+            raise SystemExit(1 if any("error" in r for r in rows) else 0)
         with contextlib.redirect_stdout(sys.stderr):  # the Trainer's own prints; stdout gets the table only
             meta, rows = run(args, device)
     print(table(meta, rows), flush=True)

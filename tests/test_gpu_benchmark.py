@@ -137,3 +137,20 @@ def test_a_random_model_without_a_tokenizer_of_its_vocabulary_fails_before_build
     with pytest.raises(SystemExit, match="base with random weights needs a --tokenizer folder of vocabulary 51865"):
         gpu_speed.model_folders(args, torch.device("cpu"))
     assert not (tmp_path / "random-tiny.en").exists()
+
+
+@pytest.mark.slow
+def test_smoke_runs_clasr_end_to_end_for_each_strategy(tmp_path):
+    """gpu_speed.py --smoke: `clasr run` (ft, lora, ihr) on a tiny random model, on the CPU here."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_speed.py"), "--smoke", "--dry-run", "--out", str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| clasr run")]
+    assert [row.split("|")[1].strip() for row in rows] == [f"clasr run --strategy {s}" for s in gpu_speed.SMOKE_STRATEGIES]
+    assert all(row.split("|")[3].strip() == "ok" for row in rows)
+    for strategy in gpu_speed.SMOKE_STRATEGIES:
+        matrix = json.loads((tmp_path / strategy / "matrix.json").read_text())
+        assert matrix["tasks"] == ["an4", "arctic"] and len(matrix["row_labels"]) == 3  # foundation + 2 tasks
+        assert all(len(row) == 2 for row in matrix["wer"])
