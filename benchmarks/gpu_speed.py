@@ -9,10 +9,12 @@ attention:
 
 - training: ``--warmup`` untimed optimizer steps, then ``--steps`` timed ones, at the model's batch
   (tiny.en 64, base 64, small 32) and the 30 s window: the standard recipe (transformers
-  ``Seq2SeqTrainer`` + peft LoRA r 8, α 16 on q/v, ``bf16=True``; :mod:`vs_recipe`), clasr's LoRA
-  r 8 on q/v and clasr's full fine-tuning (``clasr.train.train_task``; :mod:`speed`). Per setting:
-  median step seconds, utterances/s = batch / median step, the ratio to the recipe's LoRA, and the
-  peak of ``torch.cuda.max_memory_allocated``. Both data paths get ``--workers`` loader processes.
+  ``Seq2SeqTrainer`` with a peft LoRA r 8, α 16 on q/v, and with full fine-tuning, ``bf16=True``;
+  :mod:`vs_recipe`), clasr's LoRA r 8 on q/v and clasr's full fine-tuning (``clasr.train.train_task``; :mod:`speed`). Per setting:
+  median step seconds (batch loading included on both sides), utterances/s = batch / median step,
+  the ratios to the recipe's LoRA and to the recipe's setting of the same kind, and the peak of
+  ``torch.cuda.max_memory_allocated``. The recipe's log-mel features are built before training (as
+  its ``dataset.map`` does); clasr computes them during training in ``--workers`` loader processes.
 - evaluation of the same utterances with the model's weights in bfloat16, each engine after one
   untimed batch: transformers' ASR pipeline (greedy, batched) against clasr's torch greedy decoder
   (``clasr.evaluate.transcribe``, engine torch) and clasr's CTranslate2 engine where it loads (else
@@ -206,15 +208,17 @@ def fresh(device: torch.device):
 def training_rows(name: str, folder: Path, utterances, batch: int, args, device: torch.device, record) -> None:
     """The recipe's LoRA and full fine-tuning, then clasr's; each ``record``-ed with its ratio to the
     recipe's LoRA (``ratio``) and to the recipe's setting of the same kind (``ratio_same_kind``)."""
-    common = {"warmup": args.warmup, "num_workers": args.workers}
-    path, bf16 = str(folder), args.bf16
+    path, bf16, clasr_data = str(folder), args.bf16, {"warmup": args.warmup, "num_workers": args.workers}
+    # The recipe's features are built before training, as its dataset.map does; loader workers would only be
+    # forked again every epoch (the Trainer makes a new DataLoader per epoch) to stack ready tensors.
+    recipe_data = {"warmup": args.warmup, "num_workers": 0, "precompute": True}
     settings = {
         "recipe LoRA": lambda: vs_recipe.recipe_step_seconds(
-            path, utterances, args.steps, batch, bf16, args.out / "recipe", lora=True, **common),
+            path, utterances, args.steps, batch, bf16, args.out / "recipe", lora=True, **recipe_data),
         "recipe full fine-tuning": lambda: vs_recipe.recipe_step_seconds(
-            path, utterances, args.steps, batch, bf16, args.out / "recipe", lora=False, **common),
-        "clasr LoRA": lambda: speed.adapter_step(path, utterances, args.steps, LORA, batch, bf16=bf16, **common)[1],
-        "clasr full fine-tuning": lambda: speed.step_seconds(path, utterances, args.steps, bf16, batch, **common),
+            path, utterances, args.steps, batch, bf16, args.out / "recipe", lora=False, **recipe_data),
+        "clasr LoRA": lambda: speed.adapter_step(path, utterances, args.steps, LORA, batch, bf16=bf16, **clasr_data)[1],
+        "clasr full fine-tuning": lambda: speed.step_seconds(path, utterances, args.steps, bf16, batch, **clasr_data),
     }
     rates: dict[str, float] = {}
     for setting, run in settings.items():
@@ -380,7 +384,7 @@ SMOKE_STRATEGIES = {  # config additions per run: plain fine-tuning, a LoRA adap
 }
 
 
-def smoke_config(model: Path, strategy: dict) -> dict:
+def smoke_config(model: Path, strategy: dict, engine: str) -> dict:
     """A two-task ``clasr run`` on the bundled mini sets: 4 training and 2 test utterances a task,
     2 optimizer steps, a 2-utterance general set; bf16 where the device has it natively."""
     data = ROOT / "examples" / "data"
@@ -389,7 +393,7 @@ def smoke_config(model: Path, strategy: dict) -> dict:
         "strategy": {"name": "ft"},
         "train": {"learning_rate": 1e-4, "epochs": 1, "max_steps": 2, "batch_size": 2, "warmup_ratio": 0.0,
                   "bf16": "auto"},
-        "evaluation": {"batch_size": 2, "limits": {"max_new_tokens": 8}, "engine": "auto"},
+        "evaluation": {"batch_size": 2, "limits": {"max_new_tokens": 8}, "engine": engine},
         "tasks": [
             {"name": "an4", "data": str(data / "an4_mini"), "lowercase_targets": True,
              "train": {"split": "train", "max_utterances": 4}, "test": {"split": "test", "max_utterances": 2}},
@@ -414,10 +418,11 @@ def smoke(args, device: torch.device) -> list[dict]:
         raise SystemExit(f"--smoke needs tiny.en's --tokenizer folder (vocabulary {ENGLISH_VOCAB})")
     model = random_checkpoint("smoke", {**DRY_RUN_DIMS, "vocab_size": ENGLISH_VOCAB}, tokenizers[ENGLISH_VOCAB],
                               args.out, device)
+    engine = "auto" if device.type == "cuda" else "torch"  # on a GPU, auto must resolve to torch by itself
     rows = []
     for name, strategy in SMOKE_STRATEGIES.items():
         config = args.out / f"smoke-{name}.yaml"
-        config.write_text(yaml.safe_dump(smoke_config(model, strategy), sort_keys=False))
+        config.write_text(yaml.safe_dump(smoke_config(model, strategy, engine), sort_keys=False))
         log(f"smoke: clasr run, strategy {name}, on {device.type}")
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "clasr", "run", str(config), "--output", str(args.out / name)],
@@ -507,7 +512,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed training steps (default 3; dry run 1)")
     parser.add_argument("--steps", type=int, help="timed training steps (default 10; dry run 1)")
     parser.add_argument("--decode-tokens", type=int, help="tokens per utterance with random weights (default 24; dry run 4)")
-    parser.add_argument("--workers", type=int, help="data loader processes of both trainers (default 8; dry run 0)")
+    parser.add_argument("--workers", type=int, help="clasr's data loader processes (default 8; dry run 0)")
     parser.add_argument("--json", type=Path, help="write the rows and conditions here (after every row)")
     parser.add_argument("--out", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--dry-run", action="store_true", help="tiny random model on the CPU, to check the script")
