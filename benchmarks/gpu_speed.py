@@ -99,6 +99,7 @@ ARCHITECTURES = {  # OpenAI's Whisper sizes
 DRY_RUN_DIMS = {k: v for k, v in _dims(64, 2, 4, 128, 0).items() if k != "vocab_size"}
 DEFAULT_BATCH = {"tiny.en": 64, "base": 64, "small": 32}
 LORA = TypeAdapter(AdapterConfig).validate_python({"type": "lora", **vs_recipe.LORA})
+PIPELINE = "transformers pipeline"
 PIPELINE_MAX_NEW_TOKENS = DecodeLimits().max_new_tokens
 
 
@@ -347,7 +348,7 @@ def evaluation_rows(name: str, folder: Path, utterances, batch: int, fixed_token
     normalize = get_normalizer("whisper_english")
     ct2_type = ("bfloat16" if args.bf16 else "float32") if device.type == "cuda" else "float32"
     engines = {
-        "transformers pipeline": lambda: pipeline_engine(bundle, audios, batch, fixed_tokens, device),
+        PIPELINE: lambda: pipeline_engine(bundle, audios, batch, fixed_tokens, device),
         "clasr torch greedy": lambda: clasr_engine(bundle, utterances, batch, limits, "torch", "float32", device),
         f"clasr CTranslate2 ({ct2_type})": lambda: clasr_engine(
             bundle, utterances, batch, limits, "ctranslate2", ct2_type, device),
@@ -360,7 +361,7 @@ def evaluation_rows(name: str, folder: Path, utterances, batch: int, fixed_token
             try:
                 hypotheses, seconds, counts = run()
                 rate = len(utterances) / seconds
-                baseline = baseline or rate
+                baseline = rate if engine == PIPELINE else baseline
                 row.update(seconds=round(seconds, 3), utt_per_s=round(rate, 2), ratio=ratio(rate, baseline),
                            rows_decoded=len(counts), tokens_min=min(counts), tokens_max=max(counts),
                            tokens_mean=round(statistics.mean(counts), 1))

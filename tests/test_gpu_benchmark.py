@@ -154,3 +154,25 @@ def test_smoke_runs_clasr_end_to_end_for_each_strategy(tmp_path):
         matrix = json.loads((tmp_path / strategy / "matrix.json").read_text())
         assert matrix["tasks"] == ["an4", "arctic"] and len(matrix["row_labels"]) == 3  # foundation + 2 tasks
         assert all(len(row) == 2 for row in matrix["wer"])
+
+
+@pytest.mark.slow
+def test_real_weights_decode_freely_and_report_wer(tmp_path):
+    """--weights tiny.en=DIR (real tiny.en, CPU, float32): no fixed length, a WER per engine, and the
+    pipeline and clasr's decoder (same greedy rules) agree on the 4 utterances."""
+    from clasr.models.whisper import resolve_model
+
+    try:
+        folder = resolve_model("tiny.en")
+    except Exception as error:  # noqa: BLE001
+        pytest.skip(f"tiny.en weights not installed: {error}")
+    gpu_speed.main(["--dry-run", "--models", "tiny.en", "--weights", f"tiny.en={folder}", "--json",
+                    str(tmp_path / "gpu.json"), "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "gpu.json").read_text())
+    assert result["meta"]["decode_tokens"] is None
+    evaluation = {row["setting"]: row for row in result["rows"] if row["stage"] == "eval"}
+    pipeline, clasr_torch = evaluation["transformers pipeline"], evaluation["clasr torch greedy"]
+    assert pipeline["weights"].startswith("real")
+    assert 0 <= clasr_torch["wer"] < 50 and pipeline["wer"] == clasr_torch["wer"]
+    assert pipeline["tokens_min"] < pipeline["tokens_max"]  # free decoding: lengths follow the speech
+    assert (pipeline["tokens_min"], pipeline["tokens_max"]) == (clasr_torch["tokens_min"], clasr_torch["tokens_max"])
