@@ -2,7 +2,7 @@
 
     bash benchmarks/gpu.sh [--dry-run] [--no-install] [options below]
     PYTHONPATH=src python benchmarks/gpu_speed.py [--models tiny.en,base,small] [--tokenizer DIR ...]
-        [--weights MODEL=DIR ...] [--data DIR ...] [--batch MODEL=N ...] [--json PATH] [--dry-run]
+        [--weights MODEL=DIR ...] [--data DIR ...] [--batch MODEL=N ...] [--json PATH] [--dry-run] [--smoke]
 
 For each model, on the same real utterances, with bf16 autocast and transformers' default (SDPA)
 attention:
@@ -10,8 +10,8 @@ attention:
 - training: ``--warmup`` untimed optimizer steps, then ``--steps`` timed ones, at the model's batch
   (tiny.en 64, base 64, small 32) and the 30 s window: the standard recipe (transformers
   ``Seq2SeqTrainer`` with a peft LoRA r 8, α 16 on q/v, and with full fine-tuning, ``bf16=True``;
-  :mod:`vs_recipe`), clasr's LoRA r 8 on q/v and clasr's full fine-tuning (``clasr.train.train_task``; :mod:`speed`). Per setting:
-  median step seconds (batch loading included on both sides), utterances/s = batch / median step,
+  :mod:`vs_recipe`), clasr's LoRA r 8 on q/v and clasr's full fine-tuning (``clasr.train.train_task``;
+  :mod:`speed`). Per setting: median step seconds (batch loading included on both sides), utterances/s = batch / median step,
   the ratios to the recipe's LoRA and to the recipe's setting of the same kind, and the peak of
   ``torch.cuda.max_memory_allocated``. The recipe's log-mel features are built before training (as
   its ``dataset.map`` does); clasr computes them during training in ``--workers`` loader processes.
@@ -31,8 +31,13 @@ real weights decoding is free (greedy; clasr's per-utterance budget, the pipelin
 ``max_new_tokens`` 224) and the WER (Whisper English normalizer) is reported.
 
 ``--dry-run``: everything on the CPU with a tiny random Whisper (d_model 64, 2+2 layers) in place of
-each model, 1 warm-up and 1 timed step at batch 2, 4 utterances of examples/data, 4 decoded tokens: it checks the
-script end to end and measures nothing.
+each model, in float32 (CPUs without native bf16 emulate it, ~5× slower), one thread, 1 warm-up and
+1 timed step at batch 2, 4 utterances of examples/data, 4 decoded tokens: it checks the script end
+to end and measures nothing.
+
+``--smoke``: instead of measuring, ``clasr run`` end to end on the same device (a tiny random Whisper
+with tiny.en's vocabulary; strategies ft, LoRA and IHR; two tasks of 2 steps each), one table of
+runs and their errors; gpu.sh runs it before the benchmark.
 
 Output: progress lines on stderr, one Markdown table on stdout, the same rows with the conditions
 as JSON in ``--json`` (written atomically after every row, so that a timeout keeps finished rows).
