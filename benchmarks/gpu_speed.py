@@ -37,7 +37,7 @@ to end and measures nothing.
 
 ``--smoke``: instead of measuring, ``clasr run`` end to end on the same device (a tiny random Whisper
 with tiny.en's vocabulary; strategies ft, LoRA and IHR; two tasks of 2 steps each), one table of
-runs and their errors; gpu.sh runs it before the benchmark.
+runs and their errors (also in ``<json>-smoke.json``); gpu.sh runs it before the benchmark.
 
 Output: progress lines on stderr, one Markdown table on stdout, the same rows with the conditions
 as JSON in ``--json`` (written atomically after every row, so that a timeout keeps finished rows).
@@ -383,6 +383,7 @@ def evaluation_rows(name: str, folder: Path, utterances, batch: int, fixed_token
     return bundle.model.config._attn_implementation
 
 
+SMOKE_TIMEOUT = 300  # seconds for one smoke run (a GPU run takes well under one minute)
 SMOKE_STRATEGIES = {  # config additions per run: plain fine-tuning, a LoRA adapter, IHR (curvature and merge)
     "ft": {},
     "lora": {"adapter": {"type": "lora", "r": 8, "alpha": 16.0}},
@@ -431,15 +432,19 @@ def smoke(args, device: torch.device) -> list[dict]:
         config.write_text(yaml.safe_dump(smoke_config(model, strategy, engine), sort_keys=False))
         log(f"smoke: clasr run, strategy {name}, on {device.type}")
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "clasr", "run", str(config), "--output", str(args.out / name)],
-                              capture_output=True, text=True)
+        try:
+            done = subprocess.run([sys.executable, "-m", "clasr", "run", str(config), "--output", str(args.out / name)],
+                                  capture_output=True, text=True, timeout=SMOKE_TIMEOUT)
+        except subprocess.TimeoutExpired as error:
+            done = subprocess.CompletedProcess(error.cmd, "timeout", "", f"no end after {SMOKE_TIMEOUT} s")
         row = {"stage": "smoke", "setting": f"clasr run --strategy {name}", "seconds": round(time.perf_counter() - start, 1)}
-        matrix = args.out / name / "matrix.json"
-        if done.returncode != 0 or not matrix.is_file():
+        if done.returncode != 0 or not (args.out / name / "matrix.json").is_file():
             tail = (done.stderr or done.stdout).strip().splitlines()[-4:]
             row["error"] = f"exit {done.returncode}: " + " / ".join(tail)
             log(f"smoke {name} failed:\n" + (done.stderr or done.stdout)[-4000:])
         rows.append(row)
+        if args.json:
+            write_json(args.json.with_name(f"{args.json.stem}-smoke.json"), {"device": device.type, "rows": rows})
     return rows
 
 

@@ -155,13 +155,16 @@ def test_a_random_model_without_a_tokenizer_of_its_vocabulary_fails_before_build
 def test_smoke_runs_clasr_end_to_end_for_each_strategy(tmp_path):
     """gpu_speed.py --smoke: `clasr run` (ft, lora, ihr) on a tiny random model, on the CPU here."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_speed.py"), "--smoke", "--dry-run", "--out", str(tmp_path)],
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_speed.py"), "--smoke", "--dry-run", "--out", str(tmp_path),
+         "--json", str(tmp_path / "gpu.json")],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| clasr run")]
     assert [row.split("|")[1].strip() for row in rows] == [f"clasr run --strategy {s}" for s in gpu_speed.SMOKE_STRATEGIES]
     assert all(row.split("|")[3].strip() == "ok" for row in rows)
+    recorded = json.loads((tmp_path / "gpu-smoke.json").read_text())["rows"]
+    assert [row["setting"] for row in recorded] == [f"clasr run --strategy {s}" for s in gpu_speed.SMOKE_STRATEGIES]
     for strategy in gpu_speed.SMOKE_STRATEGIES:
         matrix = json.loads((tmp_path / strategy / "matrix.json").read_text())
         assert matrix["tasks"] == ["an4", "arctic"] and len(matrix["row_labels"]) == 3  # foundation + 2 tasks
