@@ -3,6 +3,7 @@ hit flags), on a tiny random model and on real tiny.en with real speech."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -154,6 +155,11 @@ def test_auto_is_ctranslate2_on_a_cpu_and_torch_on_a_gpu():
     assert resolved_engine("auto", torch.device("cuda", 0)) == "torch"
     assert resolved_engine("torch", torch.device("cpu")) == "torch"
     assert resolved_engine("ctranslate2", torch.device("cuda")) == "ctranslate2"
+
+
+def test_auto_is_torch_where_ctranslate2_is_not_installed(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "ctranslate2" else object())
+    assert resolved_engine("auto", torch.device("cpu")) == "torch"
 
 
 def test_clasr_imports_without_ctranslate2():

@@ -3,8 +3,9 @@
 Both decode a batch greedily under the rules of :mod:`clasr.decoding` and return the same
 :class:`~clasr.decoding.DecodedTokens`; :func:`greedy_decoder` picks one for a model.
 ``auto`` (the default) is CTranslate2 for a model on the CPU, where it is the faster one
-(docs/benchmarks.md, "Evaluation speed"), and torch for a model on a GPU: CTranslate2's PyPI
-wheels run on CUDA 12 only, and nobody has measured it against torch on a GPU here.
+(docs/benchmarks.md, "Evaluation speed"), and torch for a model on a GPU (CTranslate2's PyPI
+wheels run on CUDA 12 only, and nobody has measured it against torch on a GPU here) or where
+ctranslate2 is not installed.
 ``ctranslate2`` is imported only when it decodes, so the rest of clasr runs without it.
 
 CTranslate2 runs a conversion of the model's *current* weights
@@ -30,6 +31,7 @@ How CTranslate2 is made to decode exactly like :func:`clasr.decoding.greedy_deco
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from typing import Callable, Literal
 
@@ -62,7 +64,7 @@ def resolved_engine(engine: Engine, device: torch.device) -> Engine:
     """The engine that ``auto`` stands for on ``device`` (any other engine is itself)."""
     if engine != "auto":
         return engine
-    return "torch" if device.type == "cuda" else "ctranslate2"
+    return "ctranslate2" if device.type == "cpu" and importlib.util.find_spec("ctranslate2") else "torch"
 
 
 _loaded: dict[str, "ctranslate2.models.Whisper"] = {}
