@@ -110,14 +110,14 @@ class Crash(Exception):
     pass
 
 
-def _run_row0_only(path, monkeypatch):
+def _run_row0_only(path, monkeypatch, overrides=None):
     """Run until training of task 1 starts: row 0 is committed."""
     def crash(*args, **kwargs):
         raise Crash
 
     monkeypatch.setattr(runner, "train_task", crash)
     with pytest.raises(Crash):
-        run_experiment(load_config(path))
+        run_experiment(load_config(path, overrides))
     monkeypatch.undo()
 
 
@@ -381,6 +381,17 @@ def test_a_run_can_reuse_the_foundation_row_of_another_strategy(tmp_path, tiny_c
     assert (tmp_path / "fta" / "hyps" / "row0" / "test_a.jsonl").read_text() == (
         source / "hyps" / "row0" / "test_a.jsonl"
     ).read_text()
+
+
+def test_the_evaluation_engine_does_not_bind_a_foundation_row_or_a_run(tmp_path, tiny_checkpoint, monkeypatch):
+    """Both engines give the same float32 tokens: a row 0 scored with one is reused under the other,
+    and a run started under one resumes under the other."""
+    path = _config(tmp_path, tiny_checkpoint)
+    _run_row0_only(path, monkeypatch, {"evaluation.engine": "ctranslate2"})
+    other = load_config(path, {"output_dir": str(tmp_path / "other"), "evaluation.engine": "torch", "train.epochs": 2})
+    assert run_experiment(other, foundation_from=tmp_path / "out")["complete"]
+    resumed = load_config(path, {"evaluation.engine": "torch"})
+    assert run_experiment(resumed)["complete"]
 
 
 def test_a_foundation_row_scored_differently_is_refused(tmp_path, tiny_checkpoint, monkeypatch):

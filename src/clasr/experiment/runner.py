@@ -139,6 +139,7 @@ def foundation_row(source: Path, config: ExperimentConfig, fingerprints: dict[st
     if not other.rows_done:
         raise ConfigError(f"{source}: no finished foundation row to reuse")
     diff = _differences(_foundation_inputs(_with_current_defaults(other.config)), _foundation_inputs(config.to_plain()))
+    diff = [d for d in diff if d not in RESULT_NEUTRAL_KEYS]
     changed = [k for k, v in fingerprints.items() if not k.startswith(("train/", "guard/", "anchor/")) and other.data.get(k) != v]
     if diff or changed:
         raise ConfigError(
