@@ -81,8 +81,9 @@ class TrainConfig(BaseModel):
     )
     encoder_window: Literal["model", "fitted"] = Field(
         "model", description="the encoder window while training: the model's own (model.window_seconds), or "
-        "'fitted' to each batch's longest utterance rounded up to whole seconds (clasr.models.fitted_window); "
-        "evaluation always uses the model's window"
+        "'fitted' to each batch's longest utterance rounded up to whole seconds (clasr.models.fitted_window): "
+        "7–10× faster steps on tiny.en, but it learned significantly less on AN4 dev in the same steps "
+        "(docs/benchmarks.md); evaluation always uses the model's window"
     )
     gradient_checkpointing: bool = Field(
         False, description="recompute each encoder and decoder layer's activations in the backward pass instead of "
