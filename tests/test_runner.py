@@ -385,12 +385,13 @@ def test_a_run_can_reuse_the_foundation_row_of_another_strategy(tmp_path, tiny_c
 
 def test_the_evaluation_engine_does_not_bind_a_foundation_row_or_a_run(tmp_path, tiny_checkpoint, monkeypatch):
     """Both engines give the same float32 tokens: a row 0 scored with one is reused under the other,
-    and a run started under one resumes under the other."""
+    and a run started under one resumes under the other (and with activation checkpointing, which
+    leaves the gradients as they are, switched on)."""
     path = _config(tmp_path, tiny_checkpoint)
     _run_row0_only(path, monkeypatch, {"evaluation.engine": "ctranslate2"})
     other = load_config(path, {"output_dir": str(tmp_path / "other"), "evaluation.engine": "torch", "train.epochs": 2})
     assert run_experiment(other, foundation_from=tmp_path / "out")["complete"]
-    resumed = load_config(path, {"evaluation.engine": "torch"})
+    resumed = load_config(path, {"evaluation.engine": "torch", "train.gradient_checkpointing": True})
     assert run_experiment(resumed)["complete"]
 
 

@@ -54,9 +54,11 @@ from clasr.train import train_task
 
 # Config keys that do not change results: a run may resume with other values.
 # evaluation.engine: both engines give the same greedy tokens in float32 (tests/test_engines.py);
-# compute_type, which can change them, is compared.
+# compute_type, which can change them, is compared. train.gradient_checkpointing: the same loss and
+# gradients (tests/test_train_speed_options.py), so a run that ran out of memory resumes with it on.
 RESULT_NEUTRAL_KEYS = (
     "output_dir", "train.num_workers", "tracking", "tracking.log_with", "tracking.project", "evaluation.engine",
+    "train.gradient_checkpointing",
 )
 
 
