@@ -150,7 +150,8 @@ def test_config_names_a_bad_engine() -> None:
         parse_config({"tasks": [task], "evaluation": {"compute_type": "float64"}})
 
 
-def test_auto_is_ctranslate2_on_a_cpu_and_torch_on_a_gpu():
+def test_auto_is_ctranslate2_on_a_cpu_and_torch_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())  # ctranslate2 installed
     assert resolved_engine("auto", torch.device("cpu")) == "ctranslate2"
     assert resolved_engine("auto", torch.device("cuda", 0)) == "torch"
     assert resolved_engine("torch", torch.device("cpu")) == "torch"
@@ -172,3 +173,13 @@ def test_clasr_imports_without_ctranslate2():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "needs the ctranslate2 package" in done.stdout and "evaluation.engine: torch" in done.stdout
+
+
+def test_a_compute_type_other_than_float32_means_ctranslate2_and_is_refused_with_torch():
+    assert resolved_engine("auto", torch.device("cuda"), "int8") == "ctranslate2"
+    with pytest.raises(ValueError, match="CTranslate2 setting"):
+        resolved_engine("torch", torch.device("cpu"), "int8")
+    from clasr.experiment.config import EvaluationConfig
+
+    with pytest.raises(ValueError, match="compute_type int8 is a CTranslate2 setting"):
+        EvaluationConfig(engine="torch", compute_type="int8")

@@ -215,3 +215,21 @@ def test_resume_is_byte_exact_with_fitted_window_and_checkpointing(tmp_path, tin
 
     monkeypatch.setattr(resume, "_config", with_options)
     resume._check_resume_is_identity(tmp_path, tiny_checkpoint, monkeypatch, "centralize")
+
+
+def test_lwf_teacher_sees_the_fitted_window_the_student_sees(toy_dataset):
+    """At the start of a task the teacher is the model: with a fitted window the distillation term
+    must be 0 (the teacher runs at the same narrowed window), not the gap between two windows."""
+    from clasr.strategies.base import TaskContext
+    from clasr.strategies.lwf import LearningWithoutForgetting, LwFConfig
+
+    bundle = tiny_random_whisper(seed=3, window_seconds=2.0)
+    batch = cut_features(_toy_batch(toy_dataset, bundle), 100)
+    lwf = LearningWithoutForgetting(LwFConfig())
+    lwf.before_task(bundle.model, TaskContext(1, "t", [], None, 0))
+    with torch.no_grad(), narrowed_encoder(bundle.model, 100):
+        logits = teacher_forced_logits(bundle.model, batch)
+    assert lwf.extra_loss(bundle.model, batch, logits).item() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        full = teacher_forced_logits(bundle.model, _toy_batch(toy_dataset, bundle))
+    assert not torch.allclose(full, logits, atol=1e-4)  # the window does change the logits: the check can fail

@@ -52,7 +52,7 @@ Decoder = Callable[[torch.Tensor, list[int], int, list[int]], list[DecodedTokens
 def greedy_decoder(model, tokenizer, engine: Engine = DEFAULT_ENGINE, compute_type: ComputeType = "float32") -> Decoder:
     """The greedy decoder of ``engine`` for ``model`` as it is now (call again after the
     weights change). ``compute_type`` only concerns CTranslate2."""
-    engine = resolved_engine(engine, next(model.parameters()).device)
+    engine = resolved_engine(engine, next(model.parameters()).device, compute_type)
     if engine == "torch":
         return lambda features, prompt, eot, budgets: greedy_decode(model, features, prompt, eot, budgets)
     if engine == "ctranslate2":
@@ -60,10 +60,16 @@ def greedy_decoder(model, tokenizer, engine: Engine = DEFAULT_ENGINE, compute_ty
     raise ValueError(f"unknown decoding engine {engine!r}; use 'auto', 'ctranslate2' or 'torch'")
 
 
-def resolved_engine(engine: Engine, device: torch.device) -> Engine:
-    """The engine that ``auto`` stands for on ``device`` (any other engine is itself)."""
+def resolved_engine(engine: Engine, device: torch.device, compute_type: ComputeType = "float32") -> Engine:
+    """The engine that ``auto`` stands for on ``device`` (any other engine is itself): a compute
+    type other than float32 exists only in CTranslate2, so it makes ``auto`` CTranslate2 and is
+    refused with torch (ValueError) rather than silently ignored."""
+    if engine == "torch" and compute_type != "float32":
+        raise ValueError(f"compute type {compute_type!r} is a CTranslate2 setting; the torch engine decodes in float32")
     if engine != "auto":
         return engine
+    if compute_type != "float32":
+        return "ctranslate2"
     return "ctranslate2" if device.type == "cpu" and importlib.util.find_spec("ctranslate2") else "torch"
 
 

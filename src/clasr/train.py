@@ -317,16 +317,19 @@ def _backward(
     """Forward and backward of one batch of a step, its loss weighted by ``weight`` (see
     :func:`token_weights`); gradients are synchronised across processes only when ``sync``
     (the step's last batch). With ``encoder_window: fitted`` the model's encoder runs over the
-    batch's fitted window (a strategy's extra loss still gets the whole batch). Returns the
+    batch's fitted window, and a strategy's extra loss gets the batch cut to it. Returns the
     (unweighted) loss and what makes it unusable (see :func:`_loss_problem`), if anything."""
-    frames = fitted_frames(batch) if config.encoder_window == "fitted" else batch.input_features.shape[-1]
-    with accelerator.no_sync(wrapped) if not sync else nullcontext(), narrowed_encoder(model, frames):
+    fitted = config.encoder_window == "fitted"
+    if fitted:
+        batch = cut_features(batch, fitted_frames(batch))
+    narrowed = narrowed_encoder(model, batch.input_features.shape[-1]) if fitted else nullcontext()
+    with accelerator.no_sync(wrapped) if not sync else nullcontext(), narrowed:
         bf16 = use_bf16(config.bf16, accelerator.device)
         with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = teacher_forced_logits(wrapped, cut_features(batch, frames))
+            logits = teacher_forced_logits(wrapped, batch)
             loss = cross_entropy = token_loss(logits, batch.labels)
             if extra_loss is not None:
-                extra = extra_loss(accelerator.unwrap_model(wrapped), batch, logits)
+                extra = extra_loss(model, batch, logits)
                 if extra is not None:
                     loss = loss + extra
         accelerator.backward(loss * weight)

@@ -99,7 +99,15 @@ class EvaluationConfig(_Strict):
     engine: Engine = Field(
         DEFAULT_ENGINE, description="auto (ctranslate2 on a CPU, torch on a GPU), ctranslate2 (same greedy tokens in float32) or torch"
     )
-    compute_type: ComputeType = Field("float32", description="ctranslate2 only; int8 is faster at a WER cost")
+    compute_type: ComputeType = Field(
+        "float32", description="ctranslate2 only (another than float32 makes auto ctranslate2); int8 costs WER"
+    )
+
+    @model_validator(mode="after")
+    def _compute_type_needs_ctranslate2(self) -> "EvaluationConfig":
+        if self.engine == "torch" and self.compute_type != "float32":
+            raise ValueError(f"compute_type {self.compute_type} is a CTranslate2 setting; with engine torch use float32")
+        return self
 
 
 class DataConfig(_Strict):

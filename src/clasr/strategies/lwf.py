@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from clasr.data.batching import IGNORE_INDEX, SpeechBatch
+from clasr.models.fitted_window import narrowed_encoder
 from clasr.models.teacher_forcing import teacher_forced_logits
 from clasr.strategies.base import Strategy, StrategySettings, TaskContext
 
@@ -63,7 +64,8 @@ class LearningWithoutForgetting(Strategy, settings=LwFConfig):
     def extra_loss(self, model: torch.nn.Module, batch: SpeechBatch, logits: torch.Tensor) -> torch.Tensor | None:
         if self.teacher is None:
             return None
-        with torch.no_grad():
+        # the teacher sees what the student saw: the batch's features, at the window they were cut to
+        with torch.no_grad(), narrowed_encoder(self.teacher, batch.input_features.shape[-1]):
             teacher_logits = teacher_forced_logits(self.teacher, batch)
         return self.config.strength * distillation_loss(logits, teacher_logits, batch.labels, self.config.temperature)
 
