@@ -70,6 +70,11 @@ def _differences(old, new, path: str = "") -> list[str]:
     return [] if old == new else [path or "(top level)"]
 
 
+def _result_differences(old: dict, new: dict) -> list[str]:
+    """Key paths where two plain configs differ in a way that can change results."""
+    return [d for d in _differences(old, new) if d not in RESULT_NEUTRAL_KEYS]
+
+
 def check_output_dir(config: ExperimentConfig, state: RunState) -> None:
     """Refuse to continue a run of another config in the same directory.
 
@@ -80,7 +85,7 @@ def check_output_dir(config: ExperimentConfig, state: RunState) -> None:
     """
     if not state.rows_done:
         return
-    diff = [d for d in _differences(_with_current_defaults(state.config), config.to_plain()) if d not in RESULT_NEUTRAL_KEYS]
+    diff = _result_differences(_with_current_defaults(state.config), config.to_plain())
     if diff:
         older = [f"{section}.{key}: {value}" for (section, _, key), value in BEHAVIOUR_BEFORE_KEY.items()
                  if f"{section}.{key}" in diff and key not in (state.config.get(section) or {})]
@@ -140,8 +145,7 @@ def foundation_row(source: Path, config: ExperimentConfig, fingerprints: dict[st
     other = load_state(source)
     if not other.rows_done:
         raise ConfigError(f"{source}: no finished foundation row to reuse")
-    diff = _differences(_foundation_inputs(_with_current_defaults(other.config)), _foundation_inputs(config.to_plain()))
-    diff = [d for d in diff if d not in RESULT_NEUTRAL_KEYS]
+    diff = _result_differences(_foundation_inputs(_with_current_defaults(other.config)), _foundation_inputs(config.to_plain()))
     changed = [k for k, v in fingerprints.items() if not k.startswith(("train/", "guard/", "anchor/")) and other.data.get(k) != v]
     if diff or changed:
         raise ConfigError(
