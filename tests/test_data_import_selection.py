@@ -216,8 +216,8 @@ def test_a_run_started_before_a_key_existed_resumes_with_that_key_at_its_default
     older = config.to_plain()
     del older["train"]["num_workers"], older["evaluation"]["engine"], older["guard"]  # keys added since
     check_output_dir(config, RunState(rows=[{"row": 0}], config=older))
-    older["evaluation"]["engine"] = "torch"  # a key the run did set is compared as before
-    with pytest.raises(ConfigError, match=r"differs at: evaluation.engine"):
+    older["evaluation"]["compute_type"] = "int8"  # a key the run did set is compared as before
+    with pytest.raises(ConfigError, match=r"differs at: evaluation.compute_type"):
         check_output_dir(config, RunState(rows=[{"row": 0}], config=older))
 
 
