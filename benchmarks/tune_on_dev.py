@@ -31,7 +31,7 @@ from clasr.bench.spec import BenchmarkSpec
 from clasr.experiment.config import apply_overrides, parse_config
 from clasr.experiment.runner import run_experiment
 from clasr.report.comparison import comparison_markdown, read_run
-from clasr.report.dev_objective import dev_objective, general_change
+from clasr.report.dev_objective import dev_objective, mean_general_change
 
 LENGTHS_SPEC = BenchmarkSpec(domains=(COMMANDS_DOMAIN, DOMAINS["caribbean"], PASSAGES_DOMAIN), general=(GENERAL_DOMAIN,))
 """Utterances of 1 s, 4 s and 20–30 s in sequence: defaults that hold across lengths (issue 20)."""
@@ -73,7 +73,7 @@ def objective_markdown(summaries) -> str:
     lines = ["| run | Avg WER | general change | J = Avg WER + general change |", "|---|---|---|---|"]
     for s in summaries:
         mark = " **(dev choice)**" if s.name == best else ""
-        lines.append(f"| {s.name} | {100 * s.metrics['average_wer']:.2f} | {100 * general_change(s.metrics):+.2f} "
+        lines.append(f"| {s.name} | {100 * s.metrics['average_wer']:.2f} | {100 * mean_general_change(s.metrics):+.2f} "
                      f"| {100 * scores[s.name]:.2f}{mark} |")
     return "\n".join(lines)
 

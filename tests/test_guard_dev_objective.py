@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clasr.metrics.continual import continual_metrics
-from clasr.report.dev_objective import dev_objective, general_change
+from clasr.report.dev_objective import dev_objective, mean_general_change
 
 
 def _metrics(R, general):
@@ -16,7 +16,7 @@ def test_objective_adds_the_mean_general_change_to_the_average_wer():
     R = [[0.6, 0.3], [0.1, 0.3], [0.2, 0.05]]  # foundation, after task 1, after task 2
     metrics = _metrics(R, {"read": [0.02, 0.16, 0.32], "other": [0.10, 0.10, 0.06]})
     # Average WER = (0.2 + 0.05) / 2; changes +0.30 and −0.04 → mean +0.13
-    assert general_change(metrics) == pytest.approx(0.13)
+    assert mean_general_change(metrics) == pytest.approx(0.13)
     assert dev_objective(metrics) == pytest.approx(0.125 + 0.13)
     assert dev_objective(metrics, weight=0.5) == pytest.approx(0.125 + 0.065)
 

@@ -16,7 +16,7 @@ A general set that improves lowers J. Lower is better. Both terms come from the 
 from __future__ import annotations
 
 
-def general_change(metrics: dict) -> float | None:
+def mean_general_change(metrics: dict) -> float | None:
     """(1/|G|) Σ_g (G_g[T] − G_g[0]); None for a run without general sets."""
     changes = [g["change"] for g in (metrics.get("general") or {}).values()]
     return sum(changes) / len(changes) if changes else None
@@ -26,7 +26,7 @@ def dev_objective(metrics: dict, weight: float = 1.0) -> float:
     """J of a finished run's metrics (ValueError naming what is missing)."""
     if not metrics.get("complete") or metrics.get("average_wer") is None:
         raise ValueError("the run is not finished: no Average WER to score")
-    change = general_change(metrics)
+    change = mean_general_change(metrics)
     if change is None:
         raise ValueError("the run has no general set: the objective needs one")
     return metrics["average_wer"] + weight * change
