@@ -134,8 +134,12 @@ def test_evaluate_scores_the_same_with_either_engine(tiny_bundle, toy_dataset) -
     utterances, _ = read_dataset(toy_dataset, Selection(split="test"))
     limits = DecodeLimits(max_new_tokens=12)
     ct2 = evaluate(tiny_bundle, utterances, batch_size=3, limits=limits, engine="ctranslate2")
-    torch_rows = evaluate(tiny_bundle, utterances, batch_size=3, limits=limits, engine="torch").rows
-    assert ct2.rows == torch_rows and len(ct2.rows) == len(utterances)
+    by_torch = evaluate(tiny_bundle, utterances, batch_size=3, limits=limits, engine="torch")
+    assert ct2.rows == by_torch.rows and len(ct2.rows) == len(utterances)
+    # the matrix cell records which engine decoded it (``auto`` resolved)
+    assert (ct2.summary()["engine"], by_torch.summary()["engine"]) == ("ctranslate2", "torch")
+    auto = evaluate(tiny_bundle, utterances[:1], batch_size=3, limits=limits).summary()
+    assert (auto["engine"], auto["compute_type"]) == ("ctranslate2", "float32")
 
 
 def test_config_names_a_bad_engine() -> None:

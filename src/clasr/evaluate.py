@@ -19,7 +19,7 @@ from clasr.data.batching import SpeechCollator, duration_batches, load_utterance
 from clasr.data.manifest import Utterance
 from clasr.decoding import DecodeLimits
 from clasr.distributed import gather, is_main_process, shard
-from clasr.engines import DEFAULT_ENGINE, ComputeType, Engine, greedy_decoder
+from clasr.engines import DEFAULT_ENGINE, ComputeType, Engine, greedy_decoder, resolved_engine
 from clasr.metrics.text import get_normalizer
 from clasr.metrics.wer import CorpusScore, bootstrap_ci, corpus_score, score_utterance
 from clasr.models.language import AUTO, ENGLISH, detect_language, prompt_language
@@ -38,6 +38,8 @@ class EvalResult:
     metric: str = "wer"  # the set's headline rate (one of clasr.metrics.wer.METRICS)
     language: str = ENGLISH  # the set's language: forced in the prompt, or "auto"
     languages: dict[str, int] = field(default_factory=dict)  # utterances per decoded (detected) language
+    engine: str = "torch"  # the engine that decoded (``auto`` resolved), and its compute type
+    compute_type: str = "float32"
 
     @property
     def error_rate(self) -> float:
@@ -58,6 +60,8 @@ class EvalResult:
             "wer_ci95": list(self.wer_ci95),
             "seconds": self.seconds,
             "token_limit_hits": self.token_limit_hits,
+            "engine": self.engine,
+            "compute_type": self.compute_type,
         }
 
 
@@ -161,6 +165,7 @@ def evaluate(
     return EvalResult(
         corpus_score(scores), rows, time.perf_counter() - start, bootstrap_ci(scores), metric, language,
         dict(Counter(row["language"] for row in rows)),
+        resolved_engine(engine, next(bundle.model.parameters()).device, compute_type), compute_type,
     )
 
 
