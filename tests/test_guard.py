@@ -12,7 +12,9 @@ from safetensors.torch import load_file
 
 from clasr.experiment import runner
 from clasr.experiment.config import ConfigError, load_config, parse_config
+from clasr.data.manifest import Selection, read_dataset
 from clasr.experiment.runner import run_experiment
+from clasr.experiment.sets import load_sets
 from clasr.guard import GuardConfig, GuardedSet, TaskGuard
 from clasr.report.guard import read_guard
 from conftest import SHARED_DATA, require_shared_data, write_dataset
@@ -147,8 +149,43 @@ def test_guard_section_shorthands_and_errors(tmp_path):
         parse_config({**base, "guard": "sometimes"})
     with pytest.raises(ConfigError, match="guard.sets: h not among the general sets with a dev selection"):
         parse_config({**base, "guard": {"sets": ["h"]}})
-    with pytest.raises(ConfigError, match="no general set has a dev selection"):
+    with pytest.raises(ConfigError, match="guard: nothing to score; add general.<i>.dev .* or name data of your own as guard.anchor"):
         parse_config({**base, "general": base["general"][1:], "guard": "warn"})
+    with pytest.raises(ConfigError, match="guard: nothing to score"):
+        parse_config({**base, "guard": {"sets": []}})
+    anchor = {"data": "mine", "split": "dev", "language": "de"}
+    only_anchor = parse_config({**base, "general": base["general"][1:], "guard": {"anchor": anchor}})
+    assert only_anchor.guarded_sets() == [] and only_anchor.guard.anchor.selection().split == "dev"
+    with pytest.raises(ConfigError, match="guard.anchor.language: .*unknown language 'german'"):
+        parse_config({**base, "guard": {"anchor": {**anchor, "language": "german"}}})
+    with pytest.raises(ConfigError, match="a guarded general set is already named 'anchor'"):
+        renamed = [{**base["general"][0], "name": "anchor"}]
+        parse_config({**base, "general": renamed, "guard": {"anchor": anchor}})
+
+
+def test_the_guard_scores_an_anchor_set_the_user_names(tmp_path):
+    """``guard.anchor``: data of the user's own, read relative to the config file, cut to
+    ``guard.utterances`` and scored as a set of its language; beside the general sets' dev
+    selections, or alone with ``sets: []``."""
+    write_dataset(tmp_path / "toy", seed=1)
+    base = {
+        "model": {"name": "tiny.en"},
+        "tasks": [{"name": "a", "data": "toy", "train": {"split": "train"}, "test": {"split": "test"}}],
+        "general": [{"name": "g", "data": "toy", "test": {"split": "test"}, "dev": {"split": "train", "max_utterances": 2}}],
+    }
+    for guard, expected in (
+        ({"utterances": 3, "anchor": {"data": "toy", "split": "train"}}, ["g", "anchor"]),
+        ({"utterances": 3, "sets": [], "anchor": {"data": "toy", "split": "train", "metric": "cer"}}, ["anchor"]),
+    ):
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump({**base, "guard": guard}))
+        config = load_config(path)
+        assert config.guard.anchor.data == (tmp_path / "toy").resolve()
+        guarded = {s.name: s for s in load_sets(config).guard}
+        assert list(guarded) == expected
+        train, _ = read_dataset(tmp_path / "toy", Selection(split="train"))
+        assert [u.id for u in guarded["anchor"].utterances] == [u.id for u in train[:3]]
+        assert (guarded["anchor"].language, guarded["anchor"].metric) == ("en", guard["anchor"].get("metric", "wer"))
 
 
 # --- through the runner, with the tiny random Whisper -------------------------------------------

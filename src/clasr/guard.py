@@ -3,7 +3,7 @@
 Strategies protect past *tasks*; nothing else looks at the general sets during training, and a
 task can wreck them within a few steps (sequential LoRA on one-word commands learned to stop
 after the first word of any sentence). The guard scores a few dozen utterances of each
-guarded set ``s`` (a general set's ``dev`` selection) with the model being trained, at the
+guarded set ``s`` (a general set's ``dev`` selection, or ``anchor``: data the user names) with the model being trained, at the
 task's start (step 0), every ``every_steps`` optimizer steps and at the task's last step:
 
     rise_s(k) = E_s(k) − E_s(0)
@@ -33,12 +33,37 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from pathlib import Path
+from typing import Annotated, Callable, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from clasr.data.selection import Selection
+from clasr.metrics.text import get_normalizer
+from clasr.metrics.wer import check_metric
+from clasr.models.language import check_language_code
 
 GUARD_MODES = ("off", "warn", "stop", "rollback")
+
+
+def _check_normalizer(name: str) -> str:
+    get_normalizer(name)  # ValueError naming the valid ones
+    return name
+
+
+class GuardAnchor(Selection):
+    """Data the user names for the guard besides (or instead of) the general sets' dev
+    selections — a dataset folder (relative to the config file), a selection of its rows, and
+    how it is scored (by default as a general set in its language is)."""
+
+    data: Path
+    language: Annotated[str, AfterValidator(check_language_code)] | None = None
+    normalizer: Annotated[str, AfterValidator(_check_normalizer)] | None = None
+    metric: Annotated[str, AfterValidator(check_metric)] | None = None
+
+    def selection(self) -> Selection:
+        return Selection(**self.model_dump(exclude={"data", "language", "normalizer", "metric"}))
 
 
 class GuardConfig(BaseModel):
@@ -54,7 +79,10 @@ class GuardConfig(BaseModel):
     )
     utterances: int = Field(24, ge=1, description="at most this many utterances of each guarded set (the first ones)")
     sets: list[str] | None = Field(
-        None, min_length=1, description="general sets whose dev selection is guarded; default: every one with a dev"
+        None, description="general sets whose dev selection is guarded; default: every one with a dev ([] with an anchor: none)"
+    )
+    anchor: GuardAnchor | None = Field(
+        None, description="data of your own the guard also scores, as the guarded set 'anchor' ({data, split, …})"
     )
 
 

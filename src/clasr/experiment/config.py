@@ -167,15 +167,20 @@ class ExperimentConfig(_Strict):
             raise ValueError(
                 f"guard.sets: {', '.join(unknown)} not among the general sets with a dev selection ({with_dev or 'none'})"
             )
-        if not with_dev:
-            raise ValueError("guard: no general set has a dev selection for the guard to score; add general.<i>.dev")
+        if self.guard.anchor is not None and "anchor" in [g.name for g in self.guarded_sets()]:
+            raise ValueError("guard.anchor: a guarded general set is already named 'anchor'; rename it")
+        if not self.guarded_sets() and self.guard.anchor is None:
+            raise ValueError(
+                "guard: nothing to score; add general.<i>.dev to a general set, or name data of your own as guard.anchor"
+            )
         return self
 
     def guarded_sets(self) -> list[GeneralSetConfig]:
-        """The general sets whose dev selection the guard scores (none when the guard is off)."""
+        """The general sets whose dev selection the guard scores (none when the guard is off;
+        every one with a dev unless ``guard.sets`` names them; ``[]`` names none)."""
         if self.guard is None:
             return []
-        names = self.guard.sets or [g.name for g in self.general if g.dev is not None]
+        names = self.guard.sets if self.guard.sets is not None else [g.name for g in self.general if g.dev is not None]
         return [g for g in self.general if g.name in names]
 
     def anchor_sets(self) -> list[tuple[str, Path, Selection, str | None]]:
@@ -225,7 +230,10 @@ class ExperimentConfig(_Strict):
         if getattr(strategy, "anchor", None) not in (None, "general"):  # IHR's anchor data folder
             anchor = strategy.anchor.model_copy(update={"data": (base / strategy.anchor.data).resolve()})
             strategy = strategy.model_copy(update={"anchor": anchor})
-        return self.model_copy(update={"tasks": tasks, "general": general, "strategy": strategy})
+        guard = self.guard
+        if guard is not None and guard.anchor is not None:  # the guard's anchor data folder
+            guard = guard.model_copy(update={"anchor": guard.anchor.model_copy(update={"data": (base / guard.anchor.data).resolve()})})
+        return self.model_copy(update={"tasks": tasks, "general": general, "strategy": strategy, "guard": guard})
 
     def to_plain(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

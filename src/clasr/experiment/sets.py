@@ -110,6 +110,11 @@ def load_sets(config: ExperimentConfig) -> ExperimentSets:
         dev = _read(general.data, general.dev, f"guard/{general.name}", config, sets)[: config.guard.utterances]
         how = scoring(config, general)
         sets.guard.append(GuardedSet(general.name, dev, how["normalizer"], how["language"], how["metric"]))
+    if config.guard is not None and config.guard.anchor is not None:
+        anchor = config.guard.anchor
+        dev = _read(anchor.data, anchor.selection(), "guard/anchor", config, sets)[: config.guard.utterances]
+        how = scoring(config, anchor)
+        sets.guard.append(GuardedSet("anchor", dev, how["normalizer"], how["language"], how["metric"]))
     for name, folder, selection, language in config.anchor_sets():
         sets.anchor.append((name, config.set_language(language), _read(folder, selection, f"anchor/{name}", config, sets)))
     return sets
