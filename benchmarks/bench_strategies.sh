@@ -24,4 +24,4 @@ for name in "${NAMES[@]}"; do
     || { echo "$name failed: see $DEMO/$name.log"; continue; }
   echo "$name done"
 done
-$CLASR compare "$DEMO/ft" "$DEMO/fta" "$DEMO/ihr" $(for n in "${NAMES[@]}"; do [ -f "$DEMO/$n/metrics.json" ] && echo "$DEMO/$n"; done) --markdown ${SEEDS:+--paired}
+$CLASR compare "$DEMO/ft" "$DEMO/fta" "$DEMO/ihr" $(for n in "${NAMES[@]}"; do [ -f "$DEMO/$n/metrics.json" ] && echo "$DEMO/$n"; done) --markdown ${SEEDS:+--paired --against ft}

@@ -93,7 +93,7 @@ def test_show_and_paired_compare_read_sweeps(tmp_path):
     compared = cli.invoke(app, ["compare", str(tmp_path / "x-good"), str(tmp_path / "x-bad"), "--paired", "--markdown"])
     assert compared.exit_code == 0, compared.output
     lines = {line.split(" | ")[0].strip("| "): line for line in compared.output.splitlines() if line.startswith("| ")}
-    assert "A = good, B = bad" in compared.output
+    assert "| after b: a | good | bad |" in compared.output and "Holm over all" in compared.output
     assert lines["after b: a"].endswith("| A better |")
     assert lines["average_wer"].endswith("| A better |")
     assert lines["after a: a"].endswith("| no detectable difference at 95 % |")
@@ -230,4 +230,5 @@ def test_the_demo_with_seeds_runs_a_sweep_per_strategy_and_reports_paired_tests(
     assert runs[0].metrics["seeds"]["seeds"] == [0, 1]
     text = (demo.write_report(runs, DEMO_SPEC, tmp_path / "demo") / "README.md").read_text()
     assert "Mean over seeds [0, 1]" in text and "## Paired tests against ft" in text
-    assert "A = ft, B = ihr" in text and "| after b: a |" in text and "B better |" in text
+    assert "| after b: a | ft | ihr |" in text and "B better |" in text
+    assert "after b: a,ft,ihr," in (tmp_path / "demo" / "report" / "paired.csv").read_text()

@@ -278,15 +278,24 @@ def compare(
     results: list[Path] = typer.Argument(..., help="results directories of runs over the same tasks and sets"),
     markdown: bool = typer.Option(False, "--markdown", help="a Markdown table instead of a terminal table"),
     paired: bool = typer.Option(
-        False, "--paired", help="also test every run against the first on the same utterances (and seeds): per cell, "
-        "Average WER and BWT, paired bootstrap interval, permutation and Wilcoxon p-values, Holm, a verdict",
+        False, "--paired", help="also test every pair of runs on the same utterances (and seeds), in one table: per "
+        "cell, Average WER, BWT, learning, FWT and general-set change, paired bootstrap interval, permutation and "
+        "Wilcoxon p-values, Holm over every line of the table, a verdict",
+    ),
+    against: Optional[str] = typer.Option(
+        None, "--against", help="with --paired: test this run (one of RESULTS, or its name in the table) against "
+        "each other run instead of every pair",
+    ),
+    csv_path: Optional[Path] = typer.Option(
+        None, "--csv", help="with --paired: also write the paired table to this CSV file (fractions, not %)"
     ),
 ) -> None:
     """Runs side by side: every run's WER rows after each task, with Average WER, BWT, learning, FWT
     (95 % intervals) and time — e.g. strategies started with `clasr run … --foundation-from`, or
     sweeps of `clasr run … --seeds`."""
+    from clasr.atomic import write_text
     from clasr.report.comparison import comparison_markdown, comparison_table, read_run, run_names
-    from clasr.report.paired import paired_markdown, paired_results, paired_table
+    from clasr.report.paired import paired_csv, paired_markdown, paired_results, paired_table, run_pairs
 
     try:
         runs = [read_run(name, folder) for name, folder in zip(run_names(results), results)]
@@ -296,20 +305,32 @@ def compare(
     if len(columns) > 1:
         _fail("the runs score different tasks or general sets: " + "; ".join(
             f"{r.name}: {', '.join(r.matrix['tasks'] + r.matrix['general'])}" for r in runs))
+    if (against is not None or csv_path is not None) and not paired:
+        _fail(f"{'--against' if against is not None else '--csv'} needs --paired")
     if paired and len(runs) < 2:
         _fail("--paired needs at least two runs")
+    names = [run.name for run in runs]
+    given = {folder.resolve(): name for folder, name in zip(results, names)}
+    against = given.get(Path(against).resolve(), against) if against is not None else None
     try:
-        tests = [paired_results(results[0], folder) for folder in results[1:]] if paired else []
+        tests = paired_results(results, names, run_pairs(names, against)) if paired else []
     except (FileNotFoundError, ValueError) as error:
         _fail(f"paired tests refused: {error}")
+    if csv_path is not None:
+        try:
+            write_text(csv_path, paired_csv(tests))
+        except OSError as error:
+            _fail(f"--csv {csv_path}: {error}")
     if markdown:
         print(comparison_markdown(runs))
-        for run, test in zip(runs[1:], tests):
-            print(f"\n{paired_markdown(test, runs[0].name, run.name)}")
+        if tests:
+            print(f"\n{paired_markdown(tests)}")
         return
     _print_wide(comparison_table(runs, "WER % per run — row: after training through that task"))
-    for run, test in zip(runs[1:], tests):
-        _print_wide(paired_table(test, runs[0].name, run.name))
+    if tests:
+        _print_wide(paired_table(tests))
+    if csv_path is not None:
+        console.print(f"paired table: {csv_path}")
 
 
 bench_app = typer.Typer(help="The built-in synthetic multi-domain benchmark.", no_args_is_help=True)

@@ -24,7 +24,7 @@ from clasr.experiment.seeds import run_seeds
 from clasr.precision import describe_bf16
 from clasr.progress import console
 from clasr.report.comparison import RunSummary, comparison_markdown, read_run
-from clasr.report.paired import paired_markdown, paired_results
+from clasr.report.paired import PairedLine, paired_csv, paired_markdown, paired_results, run_pairs
 from clasr.report.plots import wer_heatmap, wer_trajectories
 from clasr.transforms import describe, parse_chain
 
@@ -121,16 +121,23 @@ def run_demo(
 
 def write_report(runs: list[RunSummary], spec: BenchmarkSpec, output: Path, settings: dict = DEMO_EXPERIMENT) -> Path:
     """``<output>/report/``: README.md with the domains, the side-by-side table (metrics with
-    their intervals), the paired tests of every strategy against the first, and the plots."""
+    their intervals), the paired tests of every strategy against the first in one table (also
+    ``paired.csv``), and the plots."""
     folder = output / "report"
     for run in runs:
         wer_heatmap(run.matrix, f"{run.name}: WER % after each task", folder / f"heatmap_{run.name}.png")
     wer_trajectories({run.name: run.matrix for run in runs}, folder / "trajectories.png")
-    write_text(folder / "README.md", _report_markdown(runs, spec, settings, output))
+    names = [run.name for run in runs]
+    paired = paired_results([output / name for name in names], names, run_pairs(names, names[0])) if len(runs) > 1 else []
+    if paired:
+        write_text(folder / "paired.csv", paired_csv(paired))
+    write_text(folder / "README.md", _report_markdown(runs, spec, settings, output, paired))
     return folder
 
 
-def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec, settings: dict, output: Path) -> str:
+def _report_markdown(
+    runs: list[RunSummary], spec: BenchmarkSpec, settings: dict, output: Path, paired: list[PairedLine]
+) -> str:
     domains = ["| domain | role | topic | voices | channel | train / test |", "|---|---|---|---|---|---|"]
     for role, items in (("task", spec.domains), ("general", spec.general)):
         for d in items:
@@ -153,12 +160,13 @@ def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec, settings: dict
         "Avg WER: mean over tasks of the final row. BWT: mean change on earlier tasks between right after "
         "learning them and the end (negative = forgetting). Learning: mean WER drop on each task when it is "
         "learned. time: seconds of training, the strategy's own work and evaluation after the foundation row.",
-        f"## Paired tests against {runs[0].name}",
-        "Each strategy against the first, on the same utterances (and seeds): the difference A − B with its paired "
-        "bootstrap interval, a sign-flip permutation test and a Wilcoxon signed-rank test over the utterances' "
-        "contributions, Holm's correction over the lines of a table; the verdict names the better run where the "
-        "corrected p < 0.05.",
-        *(paired_markdown(paired_results(output / runs[0].name, output / r.name), runs[0].name, r.name) for r in runs[1:]),
+        *([f"## Paired tests against {runs[0].name}",
+           "Each strategy (B) against the first (A), on the same utterances (and seeds): the difference A − B with its "
+           "paired bootstrap interval, a sign-flip permutation test and a Wilcoxon signed-rank test over the "
+           "utterances' contributions, Holm's correction over every line of the table; the verdict names the better "
+           "run where the corrected p < 0.05 (`paired.csv`: the same table). "
+           "`clasr compare <output>/* --paired` tests every pair.",
+           paired_markdown(paired)] if paired else []),
         "## Each set along the sequence",
         "![trajectories](trajectories.png)",
         "## WER matrices",

@@ -11,13 +11,15 @@ every row and seed (:func:`replicate_matrices`); the continual metrics of the re
 matrices (:mod:`clasr.metrics.continual`) give their intervals. For several seeds, the
 figure is the mean over seeds, and its interval is that of the mean.
 
-Paired comparisons (:func:`paired_comparison`) split the difference between two runs of
-each cell and each linear metric into per-utterance contributions (see
-:mod:`clasr.metrics.stats`); seeds pair with seeds.
+Paired comparisons (:func:`paired_comparisons` over pairs of several runs,
+:func:`paired_comparison` for two) split the difference between two runs of each cell and
+each linear metric into per-utterance contributions (see :mod:`clasr.metrics.stats`); seeds
+pair with seeds.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -27,8 +29,9 @@ from clasr.metrics.stats import holm, percentile_interval, resample_counts, resa
 
 # The scalar figures of a matrix with intervals: the continual metrics, then per general set.
 SCALAR_METRICS = ("average_wer", "backward_transfer", "forgetting", "learning", "forward_transfer")
-# Metrics compared by the paired tests, with whether a higher value is better.
-PAIRED_METRICS = {"average_wer": False, "backward_transfer": True}
+# Linear metrics compared by the paired tests, with whether a higher value is better (each
+# general set's change G[T] − G[0] is compared too; lower is better).
+PAIRED_METRICS = {"average_wer": False, "backward_transfer": True, "learning": True, "forward_transfer": True}
 VERDICT_NONE = "no detectable difference at 95 %"
 
 
@@ -162,7 +165,12 @@ def check_comparable(a: RunErrors, b: RunErrors) -> None:
 
 def _quantities(run: RunErrors, rows: list[int]) -> list[tuple[str, list[np.ndarray], bool]]:
     """(label, per-set row weights, higher is better) of every compared quantity: each cell
-    of ``rows``, then Average WER and BWT."""
+    of ``rows``, then the linear metrics and each general set's change ``general/<name>``.
+
+    A metric that weighs a single cell of ``rows`` (the others it weighs lie in the shared
+    row 0: a general set's change, learning with one task, FWT with two) has that cell's
+    difference and test, so it is left out: the family holds no test twice.
+    """
     T, names = len(run.tasks), [s.name for s in run.sets]
     quantities = []
     for row in rows:
@@ -170,47 +178,91 @@ def _quantities(run: RunErrors, rows: list[int]) -> list[tuple[str, list[np.ndar
             weights = [np.zeros(run.rows) for _ in names]
             weights[column][row] = 1.0
             quantities.append((f"{run.row_labels[row]}: {name}", weights, False))
+    metrics = []
     for metric, higher_better in PAIRED_METRICS.items():
         W = linear_weights(metric, T)
         if W is not None:
-            quantities.append((metric, [*W.T, *(np.zeros(run.rows) for _ in run.general)], higher_better))
-    return quantities
+            metrics.append((metric, [*W.T, *(np.zeros(run.rows) for _ in run.general)], higher_better))
+    for index, general in enumerate(run.general):
+        weights = [np.zeros(run.rows) for _ in names]
+        weights[T + index][[0, -1]] = (-1.0, 1.0)
+        metrics.append((f"general/{general.name}", weights, False))
+    compared = lambda weights: sum(np.count_nonzero(w[rows]) for w in weights)  # noqa: E731
+    return quantities + [metric for metric in metrics if compared(metric[1]) > 1]
+
+
+def paired_comparisons(
+    runs: list[RunErrors], pairs: list[tuple[int, int]], n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> list[list[PairedResult]]:
+    """Each pair (i, j) of ``runs`` compared with run i as A and run j as B: one list of
+    :class:`PairedResult` per pair, the same quantities in the same order for every pair —
+    every cell of rows 1..T (and of row 0 when some pair scored it differently) and the
+    linear metrics (:func:`_quantities`).
+
+    A quantity Q is Σ_sets Σ_rows w · WER (a cell: one weight 1); with D = e_A − e_B its
+    difference splits into contributions d_{k,u} = Σ_rows w · D[k, row, u] / (K Σ n) over
+    seeds k (K of them, paired) and utterances u, whose sum is Q_A − Q_B (mean over seeds).
+    Its interval is the percentile interval of Q*_A − Q*_B over bootstrap replicates that
+    resample the same utterances for every run. Holm's correction runs over the permutation
+    p-values of every quantity of every pair (the family is the whole set of tests); the
+    verdict names the better run where the adjusted p < 1 − confidence; the permutation
+    tests draw :func:`sign_flips` flips for the family's size.
+    """
+    if not pairs:
+        raise ValueError("no pair of runs to compare")
+    compared = sorted({k for pair in pairs for k in pair})
+    first = runs[compared[0]]
+    for k in compared[1:]:
+        check_comparable(first, runs[k])
+    row0_differs = any(
+        not np.array_equal(x.errors[:, 0], y.errors[:, 0]) for i, j in pairs for x, y in zip(runs[i].sets, runs[j].sets)
+    )
+    quantities = _quantities(first, [*([0] if row0_differs else []), *range(1, first.rows)])
+    replicated = {k: _per_set(replicate_matrices(runs[k], n_resamples, seed)) for k in compared}
+    flips = sign_flips(len(pairs) * len(quantities), 1 - confidence)
+    tested = [
+        [_paired_test(runs[i], runs[j], replicated[i], replicated[j], weights, label, flips, seed, confidence)
+         for label, weights, _ in quantities]
+        for i, j in pairs
+    ]
+    adjusted = np.reshape(holm([result.p_permutation for results in tested for result in results]), (len(pairs), -1))
+    return [
+        [replace(result, p_holm=p_holm, verdict=_verdict(result.difference, p_holm, higher_better, 1 - confidence))
+         for result, p_holm, (_, _, higher_better) in zip(results, row, quantities)]
+        for results, row in zip(tested, adjusted.tolist())
+    ]
+
+
+def sign_flips(tests: int, alpha: float) -> int:
+    """Monte Carlo sign flips per permutation test in a family of ``tests``: n = max(10000,
+    ⌈20 m / α⌉). A Monte Carlo p is at least 1/(n + 1) and Holm multiplies the smallest p by
+    m, so the smallest corrected p, m/(n + 1), stays below α/20: a large family can reject."""
+    return max(10000, math.ceil(20 * tests / alpha))
 
 
 def paired_comparison(
     a: RunErrors, b: RunErrors, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95
 ) -> list[PairedResult]:
-    """Every cell of rows 1..T (and of row 0 when A and B scored it differently), Average
-    WER and BWT, compared A vs B.
+    """A vs B: :func:`paired_comparisons` of the one pair (Holm over its quantities)."""
+    return paired_comparisons([a, b], [(0, 1)], n_resamples, seed, confidence)[0]
 
-    A quantity Q is Σ_sets Σ_rows w · WER (a cell: one weight 1); with D = e_A − e_B its
-    difference splits into contributions d_{k,u} = Σ_rows w · D[k, row, u] / (K Σ n) over
-    seeds k (K of them, paired) and utterances u, whose sum is Q_A − Q_B (mean over seeds).
-    Holm's correction runs over all quantities of the comparison; the verdict names the
-    better run where the adjusted permutation p < 1 − confidence.
-    """
-    check_comparable(a, b)
-    row0_differs = any(not np.array_equal(x.errors[:, 0], y.errors[:, 0]) for x, y in zip(a.sets, b.sets))
-    rows = [*([0] if row0_differs else []), *range(1, a.rows)]
-    replicated = [_per_set(replicate_matrices(run, n_resamples, seed)) for run in (a, b)]  # same resamples
-    tested = []
-    for label, weights, higher_better in _quantities(a, rows):
-        contributions = np.concatenate([
-            np.einsum("r,kru->ku", w, x.errors - y.errors) / (a.seeds * x.words.sum())
-            for w, x, y in zip(weights, a.sets, b.sets)
-        ], axis=1)
-        differences = sum(np.einsum("r,bkr->b", w, ra - rb) / a.seeds for w, ra, rb in zip(weights, *replicated))
-        low, high = percentile_interval(differences, confidence)
-        tested.append((higher_better, PairedResult(
-            label, _weighted_wer(weights, a), _weighted_wer(weights, b), float(contributions.sum()),
-            (float(low), float(high)), sign_flip_test(contributions, seed=seed), wilcoxon_signed_rank(contributions)[1],
-            p_holm=float("nan"), verdict="",
-        )))
-    adjusted = holm([result.p_permutation for _, result in tested])
-    return [
-        replace(result, p_holm=p_holm, verdict=_verdict(result.difference, p_holm, higher_better, 1 - confidence))
-        for (higher_better, result), p_holm in zip(tested, adjusted)
-    ]
+
+def _paired_test(
+    a: RunErrors, b: RunErrors, replicated_a: list[np.ndarray], replicated_b: list[np.ndarray],
+    weights: list[np.ndarray], label: str, flips: int, seed: int, confidence: float,
+) -> PairedResult:
+    """One quantity of A vs B before Holm's correction (``p_holm`` nan, no verdict)."""
+    contributions = np.concatenate([
+        np.einsum("r,kru->ku", w, x.errors - y.errors) / (a.seeds * x.words.sum())
+        for w, x, y in zip(weights, a.sets, b.sets)
+    ], axis=1)
+    differences = sum(np.einsum("r,bkr->b", w, ra - rb) / a.seeds for w, ra, rb in zip(weights, replicated_a, replicated_b))
+    low, high = percentile_interval(differences, confidence)
+    return PairedResult(
+        label, _weighted_wer(weights, a), _weighted_wer(weights, b), float(contributions.sum()),
+        (float(low), float(high)), sign_flip_test(contributions, flips, seed), wilcoxon_signed_rank(contributions)[1],
+        p_holm=float("nan"), verdict="",
+    )
 
 
 def _per_set(replicates: tuple[np.ndarray, dict[str, np.ndarray]]) -> list[np.ndarray]:
