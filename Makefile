@@ -40,13 +40,14 @@ test-slow: setup
 	$(PY) -m pytest -m slow -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test-slow: no test is marked slow"; exit 0; fi; exit $$status
 
-## Mutation testing with mutmut over src/clasr/metrics/ and its tests ([tool.mutmut] in
-## pyproject.toml; ~40 min on 2 shared cores). Survivors: .venv/bin/mutmut results; one mutant's
-## diff: .venv/bin/mutmut show NAME. It resumes where it stopped; rm -rf mutants/ starts over.
+## Mutation testing with mutmut, one core module after another (benchmarks/mutate.py; test files
+## per module in [tool.mutmut.module_tests] of pyproject.toml), e.g. `make mutate MODULES=curvature`.
+## All four take hours on 2 cores (docs/benchmarks.md). Each module runs in mutants/<module>/ and
+## resumes where it stopped; survivors: cd mutants/<module> && ../../.venv/bin/mutmut results.
+MODULES ?= metrics curvature strategies adapters
 mutate: setup
 	$(PY) -m pip install --quiet "$(MUTMUT)"
-	$(VENV)/bin/mutmut run --max-children 2
-	$(VENV)/bin/mutmut results
+	$(PY) benchmarks/mutate.py --max-children 2 $(MODULES)
 
 clean:
 	rm -rf results .pytest_cache mutants

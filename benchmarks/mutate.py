@@ -1,0 +1,96 @@
+"""Mutation testing of the core modules with mutmut 3, one module at a time (``make mutate``).
+
+    .venv/bin/python benchmarks/mutate.py [--max-children N] [metrics curvature strategies adapters]
+
+mutmut 3 reads its settings only from ``./pyproject.toml`` and keeps its state in
+``./mutants/``. So each module M runs in its own directory ``mutants/M/``, which holds links to
+``src/`` and ``tests/`` and a copy of ``pyproject.toml`` whose ``[tool.mutmut]`` gains
+``only_mutate = ["src/clasr/M/*"]`` and, as the test selection, M's list in
+``[tool.mutmut.module_tests]`` — the one place where the per-module test files are named.
+mutmut runs against each mutant only the selected tests that reach the mutated function.
+A module's run resumes where it stopped; ``rm -rf mutants/M`` starts it over.
+
+After each module the counts and the score are printed: killed (timeouts counted as killed)
+over the mutants that some selected test reaches. Survivors:
+``cd mutants/M && ../../.venv/bin/mutmut results``; one mutant's diff: ``… mutmut show NAME``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTMUT = Path(sys.executable).parent / "mutmut"
+
+
+def module_tests() -> dict[str, list[str]]:
+    """Each module's test files, from ``[tool.mutmut.module_tests]`` in pyproject.toml."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    return config["tool"]["mutmut"]["module_tests"]
+
+
+def module_pyproject(module: str, tests: list[str]) -> str:
+    """pyproject.toml with ``[tool.mutmut]`` restricted to ``src/clasr/<module>/*`` and its tests."""
+    text = (ROOT / "pyproject.toml").read_text("utf-8")
+    settings = f'only_mutate = ["src/clasr/{module}/*"]\npytest_add_cli_args_test_selection = {json.dumps(tests)}\n'
+    text = text.replace("[tool.mutmut]\n", "[tool.mutmut]\n" + settings, 1)
+    written = tomllib.loads(text)["tool"]["mutmut"]
+    if written["only_mutate"] != [f"src/clasr/{module}/*"] or written["pytest_add_cli_args_test_selection"] != tests:
+        raise ValueError("pyproject.toml: [tool.mutmut] must not set only_mutate or the test selection itself")
+    return text
+
+
+def prepare(module: str, tests: list[str]) -> Path:
+    """mutants/<module>/ with links to src/ and tests/ and the module's pyproject.toml."""
+    work = ROOT / "mutants" / module
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("src", "tests"):
+        if not (work / name).is_symlink():
+            (work / name).symlink_to(Path("..", "..", name))
+    (work / "pyproject.toml").write_text(module_pyproject(module, tests), "utf-8")
+    return work
+
+
+def score(work: Path, module: str) -> str:
+    """Counts by status over the module's mutants, and killed / reached (timeouts count as killed)."""
+    from mutmut.stats import status_by_exit_code
+
+    counts: Counter[str] = Counter()
+    for meta in (work / "mutants" / "src" / "clasr" / module).glob("*.py.meta"):
+        for code in json.loads(meta.read_text("utf-8"))["exit_code_by_key"].values():
+            counts[status_by_exit_code[code]] += 1
+    killed = counts["killed"] + counts["timeout"]
+    reached = sum(counts.values()) - counts["no tests"] - counts["skipped"] - counts["not checked"]
+    rate = f"{100 * killed / reached:.1f} %" if reached else "n/a"
+    return f"{module}: {dict(sorted(counts.items()))}; score {rate} ({killed} / {reached})"
+
+
+def main() -> int:
+    tests = module_tests()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", default=list(tests), choices=list(tests), metavar="MODULE")
+    parser.add_argument("--max-children", type=int, default=2)
+    args = parser.parse_args()
+    summaries = []
+    for module in args.modules:
+        work = prepare(module, tests[module])
+        print(f"== mutmut over src/clasr/{module}/ in {work.relative_to(ROOT)}", flush=True)
+        run = subprocess.run([MUTMUT, "run", "--max-children", str(args.max_children)], cwd=work)
+        subprocess.run([MUTMUT, "results"], cwd=work)
+        summaries.append(score(work, module))
+        if run.returncode != 0:
+            print(f"mutmut stopped with exit status {run.returncode} on {module}", file=sys.stderr)
+            print("\n".join(summaries))
+            return run.returncode
+    print("\n".join(summaries))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
