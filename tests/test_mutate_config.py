@@ -1,0 +1,49 @@
+"""`make mutate` (benchmarks/mutate.py): every core module has test files that exist, and each
+module's mutmut configuration is the repository's pyproject.toml restricted to that module."""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mutate_script():
+    spec = importlib.util.spec_from_file_location("mutate", ROOT / "benchmarks" / "mutate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_core_module_names_existing_test_files():
+    tests = _mutate_script().module_tests()
+    assert set(tests) == {"metrics", "curvature", "strategies", "adapters"}
+    for module, files in tests.items():
+        assert (ROOT / "src" / "clasr" / module).is_dir()
+        assert files and all((ROOT / f).is_file() for f in files), (module, files)
+
+
+def test_module_pyproject_restricts_mutmut_to_the_module_and_keeps_the_rest():
+    script = _mutate_script()
+    files = script.module_tests()["curvature"]
+    written = tomllib.loads(script.module_pyproject("curvature", files))
+    original = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    assert written["tool"]["mutmut"]["only_mutate"] == ["src/clasr/curvature/*"]
+    assert written["tool"]["mutmut"]["pytest_add_cli_args_test_selection"] == files
+    del written["tool"]["mutmut"]["only_mutate"], written["tool"]["mutmut"]["pytest_add_cli_args_test_selection"]
+    assert written == original
+
+
+def test_a_pyproject_that_sets_only_mutate_itself_is_refused(tmp_path, monkeypatch):
+    script = _mutate_script()
+    text = (ROOT / "pyproject.toml").read_text("utf-8").replace(
+        "[tool.mutmut]\n", '[tool.mutmut]\nonly_mutate = ["src/*"]\n', 1
+    )
+    (tmp_path / "pyproject.toml").write_text(text, "utf-8")
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    with pytest.raises(ValueError, match=r"\[tool.mutmut\] sets \[.only_mutate.\]"):
+        script.module_pyproject("curvature", ["tests/test_curvature_kfac.py"])
