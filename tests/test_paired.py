@@ -88,16 +88,31 @@ def test_the_family_is_the_whole_table_and_the_pairs_share_their_quantities():
 
 
 def test_a_large_family_draws_enough_sign_flips_to_reject(monkeypatch):
-    """After n flips a Monte Carlo p is at least 1/(n + 1); Holm multiplies it by m."""
+    """After n flips a Monte Carlo p is at least 1/(n + 1); Holm multiplies it by m. Only a
+    test whose first p is below α draws the family's number of flips."""
     assert sign_flips(10, 0.05) == 10000 and sign_flips(1000, 0.05) == 400000
     for m in (1, 30, 500, 5000):
         assert m / (sign_flips(m, 0.05) + 1) < 0.05 / 20
-    drawn = []
-    real = run_stats.sign_flip_test
-    monkeypatch.setattr(run_stats, "sign_flip_test", lambda d, n, seed: drawn.append(n) or real(d, 10, seed))
-    table = paired_comparisons(_random_runs(3), [(0, 1), (0, 2), (1, 2)], n_resamples=50)
-    m = sum(map(len, table))
-    assert m == 3 * (3 * 4 + 4) and set(drawn) == {sign_flips(m, 0.05)} and len(drawn) == m
+    for first_p, expected in ((0.01, [10000, "family"]), (0.5, [10000])):
+        drawn = []
+        monkeypatch.setattr(run_stats, "sign_flip_test", lambda d, n, seed: drawn.append(n) or first_p)
+        table = paired_comparisons(_random_runs(3), [(0, 1), (0, 2), (1, 2)], n_resamples=50)
+        m = sum(map(len, table))
+        assert m == 3 * (3 * 4 + 4) and drawn == [sign_flips(m, 0.05) if n == "family" else n for n in expected] * m
+
+
+def test_the_two_stage_permutation_p_is_valid_under_the_null(monkeypatch):
+    """Symmetric contributions (H0): P(p ≤ t) ≤ t, within 3 standard errors, for t below and
+    above α, with 99 first flips and 999 for the second stage."""
+    monkeypatch.setattr(run_stats, "FIRST_FLIPS", 99)
+    rng = np.random.default_rng(7)
+    p = np.array([run_stats._permutation_p(rng.normal(size=30), 999, 0.05, seed) for seed in range(3000)])
+    for t in (0.01, 0.03, 0.05, 0.1, 0.3):
+        assert np.mean(p <= t) <= t + 3 * np.sqrt(t * (1 - t) / len(p)), t
+    assert 0.01 < np.mean(p <= 0.05) and np.mean(p <= 0.3) > 0.25  # not a test that never rejects
+    d = rng.normal(0.8, 1.0, size=30)
+    assert run_stats.sign_flip_test(d, 99, 3) < 0.05
+    assert run_stats._permutation_p(d, 999, 0.05, 3) == run_stats.sign_flip_test(d, 999, 3)  # small p: the long draw
 
 
 def test_metric_differences_are_those_of_the_continual_metrics():
@@ -189,6 +204,13 @@ def test_against_tests_one_run_against_each_other(tmp_path):
     assert result.exit_code == 2 and "--against 'ihr' is none of the runs (good, bad, copy)" in result.output
     result = cli.invoke(app, ["compare", *map(str, folders), "--against", "good"])
     assert result.exit_code == 2 and "--against needs --paired" in result.output
+
+
+def test_runs_of_the_same_name_are_named_by_their_folders(tmp_path):
+    folders = [_write(tmp_path / "one", "ft"), _write(tmp_path / "two", "ft", worse=3)]
+    result = CliRunner().invoke(app, ["compare", *map(str, folders), "--paired", "--markdown", "--against", str(folders[1])])
+    assert result.exit_code == 0, result.output
+    assert f"| after b: a | {folders[1]} | {folders[0]} |" in result.output
 
 
 def test_runs_that_scored_other_utterances_are_refused_naming_the_runs_and_the_set(tmp_path):

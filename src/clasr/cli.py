@@ -310,6 +310,8 @@ def compare(
     if paired and len(runs) < 2:
         _fail("--paired needs at least two runs")
     names = [run.name for run in runs]
+    if len(set(names)) < len(names):  # folders of the same name: the paired table names them by path
+        names = [str(folder) for folder in results]
     given = {folder.resolve(): name for folder, name in zip(results, names)}
     against = given.get(Path(against).resolve(), against) if against is not None else None
     try:
