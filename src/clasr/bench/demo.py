@@ -165,7 +165,7 @@ def _report_markdown(
            "paired bootstrap interval, a sign-flip permutation test and a Wilcoxon signed-rank test over the "
            "utterances' contributions, Holm's correction over every line of the table; the verdict names the better "
            "run where the corrected p < 0.05 (`paired.csv`: the same table). "
-           "`clasr compare <output>/* --paired` tests every pair.",
+           f"`clasr compare {' '.join(f'<output>/{run.name}' for run in runs)} --paired` tests every pair.",
            paired_markdown(paired)] if paired else []),
         "## Each set along the sequence",
         "![trajectories](trajectories.png)",
