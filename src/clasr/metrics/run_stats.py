@@ -189,8 +189,10 @@ def _quantities(run: RunErrors, rows: list[int]) -> list[tuple[str, list[np.ndar
         weights = [np.zeros(run.rows) for _ in names]
         weights[T + index][[0, -1]] = (-1.0, 1.0)
         metrics.append((f"general/{general.name}", weights, False))
-    compared = lambda weights: sum(np.count_nonzero(w[rows]) for w in weights)  # noqa: E731
-    return quantities + [metric for metric in metrics if compared(metric[1]) > 1]
+    return quantities + [
+        (label, weights, higher_better) for label, weights, higher_better in metrics
+        if sum(np.count_nonzero(w[rows]) for w in weights) > 1
+    ]
 
 
 def paired_comparisons(
@@ -272,8 +274,8 @@ def _paired_test(
     low, high = percentile_interval(differences, confidence)
     return PairedResult(
         label, _weighted_wer(weights, a), _weighted_wer(weights, b), float(contributions.sum()),
-        (float(low), float(high)), _permutation_p(contributions, flips, 1 - confidence, seed), wilcoxon_signed_rank(contributions)[1],
-        p_holm=float("nan"), verdict="",
+        (float(low), float(high)), _permutation_p(contributions, flips, 1 - confidence, seed),
+        wilcoxon_signed_rank(contributions)[1], p_holm=float("nan"), verdict="",
     )
 
 
