@@ -136,6 +136,21 @@ def test_metric_differences_are_those_of_the_continual_metrics():
         assert by_name["general/g"].difference == pytest.approx(change)
 
 
+def test_verdicts_follow_each_metric_s_direction():
+    """B: 3 more errors per utterance on t0 right after learning it (learned less: learning is
+    higher-better) and on g at the end (lost more of g: its change is lower-better); run 2
+    shifts row 0 so that g's change is a line of its own. A is better on both."""
+    a, _, shifted = _random_runs(3, shift_row0_of=2)
+    b_sets = [SetErrors(s.name, s.ids, s.errors.copy(), s.words) for s in a.sets]
+    b_sets[0].errors[:, 1] += 3
+    b_sets[-1].errors[:, -1] += 3
+    b = RunErrors(b_sets[:3], b_sets[3:], a.row_labels)
+    by_name = {r.quantity: r for r in paired_comparisons([a, b, shifted], [(0, 1), (0, 2), (1, 2)], n_resamples=200)[0]}
+    assert by_name["learning"].difference > 0 and by_name["learning"].verdict == "A better"
+    assert by_name["general/g"].difference < 0 and by_name["general/g"].verdict == "A better"
+    assert by_name["after t2: t0"].verdict == VERDICT_NONE  # the final cells of tasks are the same
+
+
 def test_a_metric_weighing_one_compared_cell_is_that_cell_s_line():
     """Two tasks, row 0 shared: FWT is −(after t0: t1) and g's change is (after t1: g), so
     neither is tested twice; with row 0 compared both are lines of their own."""
