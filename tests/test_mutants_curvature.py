@@ -12,12 +12,19 @@ from torch import nn
 from clasr.curvature import (
     DAMPING_FLOOR,
     Damping,
+    EigenInverse,
     KFACCollector,
+    KFACFactors,
     collect_kfac,
+    conjugate_gradient,
     diagonal_damping,
     diagonal_fisher,
     diagonal_solve,
+    kronecker_damping,
+    kronecker_solve,
+    mean_eigenvalue,
     pi_damping,
+    psd_projection,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -137,3 +144,84 @@ def test_collect_kfac_reads_at_most_max_batches_in_eval_mode_and_restores_the_mo
     torch.testing.assert_close(factors.G["fc2"], d_out.T @ d_out / n)
     torch.testing.assert_close(factors.G["fc1"], d_s1.T @ d_s1 / n)
     assert factors.counts == {"fc1": n, "fc2": n}
+
+
+def test_collector_sums_batches_in_float64():
+    """Three one-row batches whose off-diagonal products are 1, 1e8 and −1e8 (each exact in
+    float32): their float64 sum is 1, a float32 running sum would round 1 + 1e8 to 1e8 and end at 0."""
+    layer = nn.Linear(2, 1, bias=False)
+    collector = KFACCollector({"fc": layer}, {"fc": "t"})
+    for row in ([1.0, 1.0], [1e4, 1e4], [1e4, -1e4]):
+        x = torch.tensor([row])
+        collector.step({"t": torch.ones(1, dtype=torch.bool)}, lambda: layer(x).sum())
+    A = collector.factors().A["fc"]
+    assert float(A[0, 1]) == pytest.approx(1 / 3, rel=1e-6)
+    assert float(A[0, 0]) == pytest.approx((1 + 2e8) / 3, rel=1e-7)
+
+
+def test_mean_eigenvalue_sums_the_diagonal_in_float64():
+    assert mean_eigenvalue(torch.diag(torch.tensor([1e8, 1.0, 1.0]))) == (1e8 + 2) / 3  # float32: 1e8 / 3
+
+
+def test_integer_masks_select_positions_like_boolean_ones():
+    net = TwoLayers().eval()
+    x = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(2))
+    mask = torch.tensor([[1, 1, 0], [0, 1, 0]])
+    layers, kinds = {"fc1": net.fc1, "fc2": net.fc2}, {"fc1": "t", "fc2": "t"}
+    with_ints = collect_kfac(net, [x], layers, kinds, lambda _: {"t": mask}, lambda b: net(b).sum())
+    with_bools = collect_kfac(net, [x], layers, kinds, lambda _: {"t": mask.bool()}, lambda b: net(b).sum())
+    assert with_ints.counts == with_bools.counts == {"fc1": 3, "fc2": 3}
+    for name in layers:
+        assert torch.equal(with_ints.A[name], with_bools.A[name]) and torch.equal(with_ints.G[name], with_bools.G[name])
+
+
+def test_factor_file_layout_is_the_documented_format(tmp_path):
+    """The stored layout (keys <layer>.A / <layer>.G, metadata format and counts) is what other
+    runs' files are read by, so it is checked against safetensors directly."""
+    from safetensors import safe_open
+
+    factors = KFACFactors({"fc": torch.eye(2)}, {"fc": 2 * torch.eye(3)}, {"fc": 5})
+    factors.save(tmp_path / "f.safetensors")
+    with safe_open(tmp_path / "f.safetensors", framework="pt") as f:
+        assert f.metadata() == {"format": "clasr.kfac/1", "counts": '{"fc": 5}'}
+        assert sorted(f.keys()) == ["fc.A", "fc.G"]
+        assert torch.equal(f.get_tensor("fc.G"), 2 * torch.eye(3))
+
+
+def test_adding_factors_of_other_layers_or_a_number_is_refused():
+    f = KFACFactors({"a": torch.eye(2)}, {"a": torch.eye(2)}, {"a": 1})
+    with pytest.raises(ValueError, match="cannot add K-FAC factors of different layer sets"):
+        f + KFACFactors({"b": torch.eye(2)}, {"b": torch.eye(2)}, {"b": 1})
+    assert sum([f]) is f  # sum() starts from 0
+    with pytest.raises(AttributeError):
+        1 + f  # only sum()'s 0 is absorbed
+
+
+def test_non_finite_factors_are_refused_by_name():
+    for solve in (lambda A: EigenInverse(A, torch.eye(1)), lambda A: psd_projection(A)):
+        with pytest.raises(ValueError, match="K-FAC factor has non-finite entries"):
+            solve(torch.tensor([[float("inf")]]))
+
+
+def test_conjugate_gradient_reaches_the_dense_solve_within_n_iterations():
+    """Preconditioned CG on an SPD system with n unknowns is exact after n steps (in exact
+    arithmetic): two pairs with different factors, ΔW 2 × 3 (n = 6), against numpy's dense
+    solve of Σ_k (A_k + λ_A,k I) ⊗ (G_k + λ_G,k I). A wrong step or direction update needs more."""
+    rng = np.random.default_rng(11)
+    pairs = []
+    for _ in range(2):
+        a, g = rng.standard_normal((3, 3)), rng.standard_normal((2, 2))
+        pairs.append((torch.from_numpy(a @ a.T), torch.from_numpy(g @ g.T)))
+    dW = torch.from_numpy(rng.standard_normal((2, 3)))
+    dense = sum(
+        np.kron(A.numpy() + la * np.eye(3), G.numpy() + lg * np.eye(2))
+        for (A, G), (la, lg) in ((p, kronecker_damping(*p, 0.05)) for p in pairs)
+    )
+    expected = np.linalg.solve(dense, dW.numpy().flatten(order="F")).reshape((2, 3), order="F")
+    X, residual = conjugate_gradient(pairs, dW, 0.05, tolerance=0.0, max_iterations=6)
+    assert residual < 1e-10
+    np.testing.assert_allclose(X.numpy(), expected, rtol=1e-8, atol=1e-12)
+    X1, residual1 = conjugate_gradient(pairs, dW, 0.05, tolerance=0.0, max_iterations=1)
+    assert residual1 > 1e-6  # one step is not enough: the test can tell iterations apart
+    X0, residual0 = kronecker_solve(pairs, torch.zeros(2, 3, dtype=torch.float64), 0.05)
+    assert residual0 == 0.0 and not X0.any()
