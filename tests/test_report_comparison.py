@@ -65,3 +65,23 @@ def test_sets_not_scored_by_wer_show_their_metric(tmp_path):
 def test_the_comparison_does_not_import_the_experiment_layer():
     code = "import sys, clasr.report.comparison; print(sorted(m for m in sys.modules if m.startswith('clasr.experiment')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_each_general_set_s_change_has_a_column_with_its_interval(tmp_path):
+    """Δ<set> on a run's last line: G[T] − G[0] signed, with its 95 % interval over utterances;
+    for a sweep, mean±std over seeds."""
+    from test_seeds import _fake_run, _fake_sweep
+
+    _fake_run(tmp_path / "one", 0)
+    _fake_sweep(tmp_path / "sweep")
+    runs = [read_run("one", tmp_path / "one"), read_run("sweep", tmp_path / "sweep")]
+    header, lines = comparison_rows(runs)
+    assert header[-6:] == ["Avg WER", "BWT", "learn", "FWT", "Δg", "time"]
+    for run, line in zip(runs, (lines[2], lines[4])):
+        change, (low, high) = run.metrics["general"]["g"]["change"], run.metrics["ci95"]["general/g"]
+        assert change == pytest.approx(run.matrix["general_wer"]["g"][-1] - run.matrix["general_wer"]["g"][0])
+        expected = f"{100 * change:+.1f}"
+        if run.name == "sweep":
+            expected += f"±{100 * run.metrics['seeds']['general/g']['std']:.1f}"
+        assert line[-2] == f"{expected} [{100 * low:.1f}, {100 * high:.1f}]"
+    assert lines[1][-2] == "" and "| Δg | time |" in comparison_markdown(runs)

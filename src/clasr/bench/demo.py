@@ -159,7 +159,8 @@ def _report_markdown(
         f"`{REAL_GENERAL_NAME}`: real read speech (CMU ARCTIC), when the demo runs from a clone. "
         "Avg WER: mean over tasks of the final row. BWT: mean change on earlier tasks between right after "
         "learning them and the end (negative = forgetting). Learning: mean WER drop on each task when it is "
-        "learned. time: seconds of training, the strategy's own work and evaluation after the foundation row.",
+        "learned. Δ<set>: a general set's change from the foundation (positive = ability lost). time: seconds of "
+        "training, the strategy's own work and evaluation after the foundation row.",
         *([f"## Paired tests against {runs[0].name}",
            "Each strategy (B) against the first (A), on the same utterances (and seeds): the difference A − B with its "
            "paired bootstrap interval, a sign-flip permutation test and a Wilcoxon signed-rank test over the "

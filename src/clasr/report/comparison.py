@@ -2,9 +2,9 @@
 
 The runs share their tasks, general sets and foundation row, which is shown once; each
 strategy then contributes one line per task (the model after training through it), its
-last line carrying Average WER, BWT, learning, FWT — each with its 95 % interval over
-utterances, and for a sweep of seeds the mean ± its standard deviation over seeds — and the
-seconds its rows took (from each run's ``timings.json``: reports read result files, never
+last line carrying Average WER, BWT, learning, FWT and each general set's change from the
+foundation (``Δ<set>``) — each with its 95 % interval over utterances, and for a sweep of
+seeds the mean ± its standard deviation over seeds — and the seconds its rows took (from each run's ``timings.json``: reports read result files, never
 checkpoints). WER in % with one decimal — or, when some set is not scored by WER, each set's
 own error rate, its metric in the column header.
 """
@@ -26,11 +26,12 @@ from clasr.report.results import (
     matrix_rows,
     rate_name,
     read_results,
+    scalar_values,
     seed_folders,
     table_rate,
 )
 
-METRIC_COLUMNS = ("Avg WER", "BWT", "learn", "FWT", "time")
+METRIC_COLUMNS = ("Avg WER", "BWT", "learn", "FWT")
 _METRIC_KEYS = ("average_wer", "backward_transfer", "learning", "forward_transfer")
 
 
@@ -89,8 +90,8 @@ def comparison_rows(runs: list[RunSummary]) -> tuple[list[str], list[list[str]]]
     columns = [*first["tasks"], *first["general"]] if rate == "wer" else [
         column_label(first, column, rate) for column in matrix_columns(first)  # "general:<name> [metric]"
     ]
-    header = ["strategy", "after", *columns, *METRIC_COLUMNS]
-    blank = [""] * len(METRIC_COLUMNS)
+    header = ["strategy", "after", *columns, *METRIC_COLUMNS, *(f"Δ{g}" for g in first["general"]), "time"]
+    blank = [""] * (len(header) - 2 - len(columns))
     lines = [["—", "(start)", *map(_wer, matrix_rows(first, rate)[0][1]), *blank]]
     for run in runs:
         rows = matrix_rows(run.matrix, rate)[1:]
@@ -102,19 +103,22 @@ def comparison_rows(runs: list[RunSummary]) -> tuple[list[str], list[list[str]]]
 
 
 def _metric_cells(run: RunSummary) -> list[str]:
+    """The metrics, then each general set's change (``general/<name>``), then the time."""
     metrics = run.metrics
+    keys = [*_METRIC_KEYS, *(f"general/{g}" for g in run.matrix["general"])]
     time = "—" if run.seconds is None else f"{run.seconds:.0f}s"
     if not metrics.get("complete") or "error" in metrics:
-        return ["—"] * len(_METRIC_KEYS) + [time]
-    return [_metric_cell(metrics, key) for key in _METRIC_KEYS] + [time]
+        return ["—"] * len(keys) + [time]
+    return [_metric_cell(metrics, key) for key in keys] + [time]
 
 
 def _metric_cell(metrics: dict, key: str) -> str:
-    """``value [low, high]`` (signed for the transfers), ``mean±std [low, high]`` for a sweep."""
-    value = metrics.get(key)
+    """``value [low, high]`` (signed for the transfers and the general changes),
+    ``mean±std [low, high]`` for a sweep."""
+    value = scalar_values(metrics).get(key)
     if value is None:
         return "—"
-    text = f"{100 * value:+.1f}" if key.endswith("transfer") else _wer(value)
+    text = f"{100 * value:+.1f}" if key.endswith("transfer") or key.startswith("general/") else _wer(value)
     seeds = metrics.get("seeds")
     if seeds and seeds[key]["std"] is not None:
         text += f"±{100 * seeds[key]['std']:.1f}"
@@ -129,8 +133,8 @@ def comparison_table(runs: list[RunSummary], title: str) -> Table:
     general = range(2 + len(first["tasks"]), 2 + len(first["tasks"]) + len(first["general"]))
     unit = rate_name(runs[0].metrics.get("set_metrics", {}))
     table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False,
-                  caption=f"{unit} in %; cyan: held-out general sets; BWT < 0: forgetting; "
-                  "[95 % interval over utterances]")
+                  caption=f"{unit} in %; cyan: held-out general sets; BWT < 0: forgetting; Δ<set>: a general "
+                  "set's change from the foundation (> 0: ability lost); [95 % interval over utterances]")
     for index, name in enumerate(header):
         table.add_column(escape(name), justify="left" if index < 2 else "right",
                          style="cyan" if index in general else None)
