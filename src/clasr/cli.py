@@ -290,9 +290,9 @@ def compare(
         None, "--csv", help="with --paired: also write the paired table to this CSV file (fractions, not %)"
     ),
 ) -> None:
-    """Runs side by side: every run's WER rows after each task, with Average WER, BWT, learning, FWT
-    (95 % intervals) and time — e.g. strategies started with `clasr run … --foundation-from`, or
-    sweeps of `clasr run … --seeds`."""
+    """Runs side by side: every run's WER rows after each task, with Average WER, BWT, learning, FWT,
+    each general set's change (95 % intervals) and time — e.g. strategies started with `clasr run …
+    --foundation-from`, or sweeps of `clasr run … --seeds`."""
     from clasr.atomic import write_text
     from clasr.report.comparison import comparison_markdown, comparison_table, read_run, run_names
     from clasr.report.paired import paired_csv, paired_markdown, paired_results, paired_table, run_pairs
