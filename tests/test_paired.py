@@ -205,6 +205,9 @@ def test_compare_calls_the_better_run_better_and_identical_runs_equal(tmp_path):
     assert len(printed) == 1 and f"| {100 * difference:+.2f} [" in printed[0]  # the CSV in fractions, the table in %
     assert f"Holm over all {len(rows)} lines" in result.output
     assert sorted(p.name for p in out.parent.iterdir()) == ["paired.csv"]  # written atomically, nothing left beside
+    refused = CliRunner().invoke(app, ["compare", *map(str, folders), "--paired", "--csv", str(out.parent)])
+    assert refused.exit_code == 2 and "a folder; give the CSV file's name" in refused.output
+    assert out.exists()  # the folder is left as it was
 
 
 def test_against_tests_one_run_against_each_other(tmp_path):

@@ -309,6 +309,8 @@ def compare(
         _fail(f"{'--against' if against is not None else '--csv'} needs --paired")
     if paired and len(runs) < 2:
         _fail("--paired needs at least two runs")
+    if csv_path is not None and csv_path.is_dir():  # an atomic write would replace the folder
+        _fail(f"--csv {csv_path}: a folder; give the CSV file's name")
     names = [run.name for run in runs]
     if len(set(names)) < len(names):  # folders of the same name: the paired table names them by path
         names = [str(folder) for folder in results]
