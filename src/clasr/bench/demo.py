@@ -131,13 +131,11 @@ def write_report(runs: list[RunSummary], spec: BenchmarkSpec, output: Path, sett
     paired = paired_results([output / name for name in names], names, run_pairs(names, names[0])) if len(runs) > 1 else []
     if paired:
         write_text(folder / "paired.csv", paired_csv(paired))
-    write_text(folder / "README.md", _report_markdown(runs, spec, settings, output, paired))
+    write_text(folder / "README.md", _report_markdown(runs, spec, settings, paired))
     return folder
 
 
-def _report_markdown(
-    runs: list[RunSummary], spec: BenchmarkSpec, settings: dict, output: Path, paired: list[PairedLine]
-) -> str:
+def _report_markdown(runs: list[RunSummary], spec: BenchmarkSpec, settings: dict, paired: list[PairedLine]) -> str:
     domains = ["| domain | role | topic | voices | channel | train / test |", "|---|---|---|---|---|---|"]
     for role, items in (("task", spec.domains), ("general", spec.general)):
         for d in items:
