@@ -30,6 +30,14 @@ def test_folder_swap_and_recovery(tmp_path):
     assert (recover(target) / "x").read_text() == "2"
 
 
+def test_a_file_never_replaces_a_folder(tmp_path):
+    folder = tmp_path / "results"
+    (folder / "run").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError, match="results is a folder: refusing to replace it with a file"):
+        write_json(folder, {"v": 1})
+    assert (folder / "run").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
 def test_commit_and_restore_round_trip(tmp_path):
     model = torch.nn.Linear(3, 2)
     state = RunState([{"label": "foundation", "cells": {}}])

@@ -23,7 +23,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     Works for files and folders. On error the temporary path is removed and ``target``
     is left as it was. A folder cannot be replaced by one rename, so an existing folder
     is first renamed to ``<target>.old`` and removed after the swap; :func:`recover`
-    puts it back if a crash fell between the two renames.
+    puts it back if a crash fell between the two renames. A file never replaces a folder
+    (IsADirectoryError, the folder kept): a user's path that names a folder is a mistake.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -32,6 +33,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_target = tmp / target.name
     try:
         yield tmp_target
+        if target.is_dir() and not target.is_symlink() and not tmp_target.is_dir():
+            raise IsADirectoryError(f"{target} is a folder: refusing to replace it with a file")
         backup = _backup_path(target)
         if target.is_dir() and not target.is_symlink():
             os.replace(target, backup)
