@@ -1,4 +1,4 @@
-"""BLoRA — Bayesian LoRA (Ugan, Pham & Waibel, 2025): mean-field Gaussian LoRA factors.
+"""BLoRA — Bayesian LoRA (Ugan, Pham & Waibel, arXiv 2510.18723): mean-field Gaussian LoRA factors.
 
 The factors of the LoRA update W' = W + s·BA are random, with factorised posteriors and a
 zero-mean prior that is concentrated near zero:

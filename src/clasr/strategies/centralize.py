@@ -58,6 +58,8 @@ class CentralizeConfig(StrategySettings):
     preset: Literal["paper"] | None = Field(None, description="paper: the paper's settings (see paper_preset)")
 
 
+# Not the paper's number: only the first page of arXiv 2506.16574 could be read offline, and its
+# weight-decay value is in the body (docs/benchmarks.md, "Method fidelity against the papers").
 PAPER_WEIGHT_DECAY = 0.01
 
 

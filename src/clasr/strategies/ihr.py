@@ -26,10 +26,14 @@ this module keeps only the merge rule.
 After the merge, the factors of task t are collected at θ_t on (a bounded number of
 batches of) task t's training data; only the factors are kept, never the data. Task 1 has
 no past factors, so θ_1 = θ̃_1 (plain fine-tuning): the foundation model's own training
-data is not available to a memory-free method.
+data is not available to a memory-free method. (In the paper the starting model was trained
+by the authors on an initial task, whose data give the factors of the first adaptation;
+``anchor`` below is the nearest equivalent for a foundation model.)
 
 The token embedding E (tied to the output projection: 19.9 M of tiny.en's 37.2 M
-parameters) is no Linear layer of the correction; ``embedding`` says what happens to it:
+parameters) is no Linear layer of the correction (in the authors' ESPnet model the output
+layer is an untied Linear and is corrected; only its 1.3 M-entry embedding moves by rest_α);
+``embedding`` says what happens to it:
 ``free`` (default, as the paper) moves it by rest_α like every other parameter; ``frozen``
 keeps it at the foundation model's value (it does not train); ``diagonal`` corrects its
 update with the diagonal of its empirical Fisher, collected with the factors from each
@@ -92,6 +96,9 @@ class AnchorSet(Selection):
 
 
 # The authors' code: α = 1, rest_α = 0.5, absolute damping 1e-3, the whole previous task's data.
+# Their factors are scaled differently (per-batch means over padded rows of a batch-mean loss,
+# divided by the number of utterances: ≈ A/B and G/B³ for batches of B), so the same 1e-3 damps
+# far less here than there (docs/benchmarks.md, "Method fidelity against the papers").
 REFERENCE_SETTINGS = {"alpha": 1.0, "rest_alpha": 0.5, "damping": 1e-3, "damping_mode": "absolute", "curvature_batches": None}
 
 
