@@ -40,11 +40,13 @@ the identity, so k' < 2 means no outer transformation. k and k' never exceed min
 
 Against the authors' released SSVD code (ESPnet ``espnet2/layers/lora/layers.py``,
 ``SSVDLinear``; docs/benchmarks.md, "Method fidelity against the papers"): the same top-k
-singular directions and the same order (shift, then rotation of the right vectors), but
-there k = ⌊rotation_ratio · min(in, out)⌋ (their MyST recipe: 0.4, on nearly every Linear), the shift is
-sigmoid(g) · s with s Kaiming-uniform and g = 0 at init (so the layer does not start at W;
-here δ = 0), and a layer with out < in is decomposed as Wᵀ, which rotates its left (output)
-vectors; here the right (input) vectors are rotated for every shape, as the papers describe.
+singular directions and the same order (shift, then rotation of the right vectors), but there
+k = ⌊rotation_ratio · min(in, out)⌋ (their MyST recipe: 0.4, on nearly every Linear); the shift
+is sigmoid(g) · s with s Kaiming-uniform and g = 0 at init, so the layer does not start at W
+(here δ = 0; ESPnet PR #6425 zero-initialises s too); the rotation is the linearised Cayley map
+(the SSVD paper's default; its exact-Cayley "strict" variant is the one used here); and a layer
+with out < in is decomposed as Wᵀ, which rotates its left (output) vectors. Here the right
+(input) vectors are rotated for every shape, as the papers describe.
 """
 
 from __future__ import annotations
