@@ -1,5 +1,6 @@
 """Boundary cases that mutation testing (``make mutate``) showed no other test reaches."""
 
+import itertools
 import math
 
 import numpy as np
@@ -49,3 +50,73 @@ def test_paired_comparison_tests_row_0_only_when_the_runs_scored_it_differently(
     assert [r.quantity for r in results if r.quantity.startswith("foundation")] == (["foundation: a"] if shift_row0 else [])
     again = paired_comparison(a, b, n_resamples=200, seed=3)
     assert [r.interval for r in again] == [r.interval for r in results]  # seeded: the same resamples
+
+
+# ------------------------------------------------ boundaries the first mutmut run left unpinned
+
+
+def test_a_replicate_with_one_reference_word_has_a_rate_and_one_with_none_is_nan():
+    from clasr.metrics.stats import resampled_rates
+
+    rates = resampled_rates(np.array([1.0, 0.0]), np.array([1, 0]), np.array([[1, 0], [0, 2]]))
+    assert rates[0] == 1.0 and np.isnan(rates[1])
+
+
+def test_resampling_one_utterance_draws_it_every_time_and_none_is_refused():
+    from clasr.metrics.stats import resample_counts
+
+    assert resample_counts(1, 3, np.random.default_rng(0)).tolist() == [[1], [1], [1]]
+    with pytest.raises(ValueError, match="cannot resample an empty set of utterances"):
+        resample_counts(0, 3, np.random.default_rng(0))
+
+
+def test_percentile_interval_takes_confidence_strictly_inside_0_1():
+    from clasr.metrics.stats import percentile_interval
+
+    values = np.arange(101.0)
+    assert percentile_interval(values, 0.5).tolist() == [25.0, 75.0]
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\), got"):
+            percentile_interval(values, bad)
+
+
+def test_sign_flip_test_enumerates_every_flip_up_to_16_contributions():
+    """16 non-zero contributions: the p-value is the exact share over all 2^16 sign patterns
+    (a brute-force loop here), not a Monte Carlo estimate."""
+    from clasr.metrics.stats import EXACT_FLIP_LIMIT, sign_flip_test
+
+    d = np.random.default_rng(5).normal(0.3, 1.0, EXACT_FLIP_LIMIT)
+    observed = abs(d.sum())
+    hits = sum(abs(np.dot(signs, d)) >= observed - 1e-9 * np.abs(d).sum()
+               for signs in itertools.product((1.0, -1.0), repeat=d.size))
+    assert EXACT_FLIP_LIMIT == 16
+    assert sign_flip_test(d) == hits / 2**16
+
+
+def test_sign_flip_test_defaults_are_10000_flips_from_seed_0():
+    """Beyond 16 contributions: p = (1 + hits) / (1 + 10000) over the flips of default_rng(0)."""
+    from clasr.metrics.stats import sign_flip_test
+
+    d = np.random.default_rng(6).normal(0.2, 1.0, 20)
+    signs = np.random.default_rng(0).choice((-1.0, 1.0), size=(10000, 20))
+    hits = int(np.sum(np.abs(signs @ d) >= abs(d.sum()) - 1e-9 * np.abs(d).sum()))
+    assert sign_flip_test(d) == (1 + hits) / 10001
+    assert sign_flip_test(d) == sign_flip_test(d, n_resamples=10000, seed=0) != sign_flip_test(d, seed=1)
+
+
+def test_bootstrap_ci_edges_one_resample_one_reference_word_and_named_refusals():
+    from clasr.metrics.wer import UtteranceScore, bootstrap_ci
+
+    def score(words, errors):
+        return UtteranceScore(words, errors, errors, 0, 0, 4 * words, errors, 3 * words, errors)
+
+    assert bootstrap_ci([score(1, 1)]) == (1.0, 1.0)  # Σ references = 1: a rate, not nan
+    two = [score(2, 1), score(1, 0)]
+    low, high = bootstrap_ci(two, n_resamples=1)  # one resample: its ratio twice
+    assert low == high and 0.0 <= low <= 1.0
+    with pytest.raises(ValueError, match="unknown metric 'ter'; valid: "):
+        bootstrap_ci(two, metric="ter")
+    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\), got 1"):
+        bootstrap_ci(two, confidence=1)
+    with pytest.raises(ValueError, match="n_resamples must be at least 1, got 0"):
+        bootstrap_ci(two, n_resamples=0)
