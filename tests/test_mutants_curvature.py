@@ -48,7 +48,7 @@ def test_diagonal_solve_divides_by_the_summed_clamped_damped_diagonals():
     X = diagonal_solve([F1, F2], dW, 0.1)
     assert X.dtype == torch.float32
     np.testing.assert_allclose(X.numpy(), dW.numpy() / total, rtol=1e-6)
-    with pytest.raises(ValueError, match="no diagonal curvature"):
+    with pytest.raises(ValueError, match="^no diagonal curvature to solve with$"):
         diagonal_solve([], dW, 0.1)
 
 
@@ -74,14 +74,14 @@ def test_diagonal_fisher_sums_squared_per_example_gradients_over_all_terms():
 
 
 def test_bad_damping_is_refused_by_value():
-    with pytest.raises(ValueError, match=r"need damping ≥ 0 and mode relative\|absolute, got -1.0, 'relative'"):
+    with pytest.raises(ValueError, match=r"^need damping ≥ 0 and mode relative\|absolute, got -1.0, 'relative'"):
         Damping(-1.0)
-    with pytest.raises(ValueError, match=r"need damping ≥ 0 and mode relative\|absolute, got 1.0, 'fixed'"):
+    with pytest.raises(ValueError, match=r"^need damping ≥ 0 and mode relative\|absolute, got 1.0, 'fixed'"):
         Damping(1.0, "fixed")
     assert Damping(0.0).value == 0.0  # zero damping is allowed (only the floor remains)
-    with pytest.raises(ValueError, match=r"need relative damping ≥ 0 and floor > 0, got -0.1, 1e-08"):
+    with pytest.raises(ValueError, match=r"^need relative damping ≥ 0 and floor > 0, got -0.1, 1e-08"):
         pi_damping(1.0, 1.0, -0.1)
-    with pytest.raises(ValueError, match=r"need relative damping ≥ 0 and floor > 0, got 0.1, 0.0"):
+    with pytest.raises(ValueError, match=r"^need relative damping ≥ 0 and floor > 0, got 0.1, 0.0"):
         pi_damping(1.0, 1.0, 0.1, floor=0.0)
     assert pi_damping(4.0, 9.0, 0.0, floor=1e-3) == (1e-3, 1e-3)
 
@@ -100,17 +100,17 @@ class TwoLayers(nn.Module):
 def test_collector_names_the_layer_kind_and_mask_that_are_missing_or_misshaped():
     net = TwoLayers()
     layers = {"fc1": net.fc1, "fc2": net.fc2}
-    with pytest.raises(ValueError, match=r"no sequence kind for layers \['fc2'\]"):
+    with pytest.raises(ValueError, match=r"^no sequence kind for layers \['fc2'\]"):
         KFACCollector(layers, {"fc1": "seq"})
     collector = KFACCollector(layers, {"fc1": "seq", "fc2": "out"})
     x = torch.randn(2, 5, 3)
-    with pytest.raises(ValueError, match=r"no mask for sequence kinds \['out'\]"):
+    with pytest.raises(ValueError, match=r"^no mask for sequence kinds \['out'\]"):
         collector.step({"seq": torch.ones(2, 5, dtype=torch.bool)}, lambda: net(x).sum())
-    with pytest.raises(ValueError, match=r"fc1: input \(2, 5, 3\) does not match its 'seq' mask \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"^fc1: input \(2, 5, 3\) does not match its 'seq' mask \(2, 4\)"):
         collector.step({"seq": torch.ones(2, 4, dtype=torch.bool), "out": torch.ones(2, 5, dtype=torch.bool)},
                        lambda: net(x).sum())
     empty = KFACCollector(layers, {"fc1": "seq", "fc2": "out"})
-    with pytest.raises(ValueError, match=r"no real positions reached layers \['fc1', 'fc2'\]"):
+    with pytest.raises(ValueError, match=r"^no real positions reached layers \['fc1', 'fc2'\]"):
         empty.factors()
 
 
@@ -190,7 +190,7 @@ def test_factor_file_layout_is_the_documented_format(tmp_path):
 
 def test_adding_factors_of_other_layers_or_a_number_is_refused():
     f = KFACFactors({"a": torch.eye(2)}, {"a": torch.eye(2)}, {"a": 1})
-    with pytest.raises(ValueError, match="cannot add K-FAC factors of different layer sets"):
+    with pytest.raises(ValueError, match="^cannot add K-FAC factors of different layer sets$"):
         f + KFACFactors({"b": torch.eye(2)}, {"b": torch.eye(2)}, {"b": 1})
     assert sum([f]) is f  # sum() starts from 0
     with pytest.raises(AttributeError):
@@ -199,7 +199,7 @@ def test_adding_factors_of_other_layers_or_a_number_is_refused():
 
 def test_non_finite_factors_are_refused_by_name():
     for solve in (lambda A: EigenInverse(A, torch.eye(1)), lambda A: psd_projection(A)):
-        with pytest.raises(ValueError, match="K-FAC factor has non-finite entries"):
+        with pytest.raises(ValueError, match="^K-FAC factor has non-finite entries$"):
             solve(torch.tensor([[float("inf")]]))
 
 
@@ -223,5 +223,42 @@ def test_conjugate_gradient_reaches_the_dense_solve_within_n_iterations():
     np.testing.assert_allclose(X.numpy(), expected, rtol=1e-8, atol=1e-12)
     X1, residual1 = conjugate_gradient(pairs, dW, 0.05, tolerance=0.0, max_iterations=1)
     assert residual1 > 1e-6  # one step is not enough: the test can tell iterations apart
-    X0, residual0 = kronecker_solve(pairs, torch.zeros(2, 3, dtype=torch.float64), 0.05)
-    assert residual0 == 0.0 and not X0.any()
+    X0, residual0 = kronecker_solve(pairs, torch.zeros(2, 3, dtype=torch.float64), 0.05, tolerance=0.0)
+    assert residual0 == 0.0 and not X0.any()  # ΔW = 0 stops at once, even at tolerance 0
+    X, residual = kronecker_solve(pairs, dW, 0.05)  # the default tolerance, 1e-6
+    assert residual <= 1e-6
+    np.testing.assert_allclose(X.numpy(), expected, rtol=1e-5)
+
+
+def test_conjugate_gradient_stops_at_the_first_relative_residual_under_tolerance():
+    """With ‖ΔW‖ ≈ 2400 the relative residual after k steps (k = 0..6, tolerance 0) first falls
+    under 1e-2 at some k*; a solve with tolerance 1e-2 must return exactly that iterate and
+    its relative residual ‖ΔW − L(X)‖ / ‖ΔW‖, recomputed here from numpy's dense operator."""
+    rng = np.random.default_rng(11)
+    pairs = []
+    for _ in range(2):
+        a, g = rng.standard_normal((3, 3)), rng.standard_normal((2, 2))
+        pairs.append((torch.from_numpy(a @ a.T), torch.from_numpy(g @ g.T)))
+    dW = 1e3 * torch.from_numpy(rng.standard_normal((2, 3)))
+    dense = sum(
+        np.kron(A.numpy() + la * np.eye(3), G.numpy() + lg * np.eye(2))
+        for (A, G), (la, lg) in ((p, kronecker_damping(*p, 0.05)) for p in pairs)
+    )
+    b = dW.numpy().flatten(order="F")
+    steps = [conjugate_gradient(pairs, dW, 0.05, tolerance=0.0, max_iterations=k) for k in range(7)]
+    for X, residual in steps:
+        relative = np.linalg.norm(dense @ X.numpy().flatten(order="F") - b) / np.linalg.norm(b)
+        assert residual == pytest.approx(relative, rel=1e-6, abs=1e-14)
+    first = next(k for k, (_, residual) in enumerate(steps) if residual <= 1e-2)
+    assert 0 < first < 6
+    X, residual = conjugate_gradient(pairs, dW, 0.05, tolerance=1e-2, max_iterations=50)
+    assert torch.equal(X, steps[first][0]) and residual == steps[first][1]
+
+
+def test_eigen_inverse_honours_a_given_floor():
+    """Zero relative damping leaves only the floor: with floor 0.5, (A + 0.5 I)⁻¹ and (G + 0.5 I)⁻¹."""
+    A, G = torch.diag(torch.tensor([2.0, 0.0], dtype=torch.float64)), torch.eye(1, dtype=torch.float64)
+    inverse = EigenInverse(A, G)
+    assert inverse.damping(0.0, floor=0.5) == (0.5, 0.5)
+    X = inverse.solve(torch.ones(1, 2, dtype=torch.float64), 0.0, floor=0.5)
+    np.testing.assert_allclose(X.numpy(), [[1 / (1.5 * 2.5), 1 / (1.5 * 0.5)]], rtol=1e-12)
