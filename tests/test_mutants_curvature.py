@@ -16,6 +16,7 @@ from clasr.curvature import (
     KFACCollector,
     KFACFactors,
     collect_kfac,
+    damped_solve,
     conjugate_gradient,
     diagonal_damping,
     diagonal_fisher,
@@ -262,3 +263,42 @@ def test_eigen_inverse_honours_a_given_floor():
     assert inverse.damping(0.0, floor=0.5) == (0.5, 0.5)
     X = inverse.solve(torch.ones(1, 2, dtype=torch.float64), 0.0, floor=0.5)
     np.testing.assert_allclose(X.numpy(), [[1 / (1.5 * 2.5), 1 / (1.5 * 0.5)]], rtol=1e-12)
+
+
+def _explicit_solve(A, G, dW, lam_a, lam_g):
+    """vec-form oracle: ((A + λ_A I) ⊗ (G + λ_G I)) vec(X) = vec(ΔW), column-stacking."""
+    n_out, n_in = dW.shape
+    damped = np.kron(A.numpy() + lam_a * np.eye(n_in), G.numpy() + lam_g * np.eye(n_out))
+    return np.linalg.solve(damped, dW.numpy().flatten(order="F")).reshape((n_out, n_in), order="F")
+
+
+def test_cholesky_path_alone_equals_the_explicit_kronecker_solve(monkeypatch):
+    """Well-conditioned factors must be solved by the Cholesky factors themselves: the eigen
+    fallback is disabled here, so a wrongly damped block (A − λI, λ/I) cannot hide behind it."""
+    import clasr.curvature.solve as solve
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("the eigen fallback was taken for positive definite factors")
+
+    monkeypatch.setattr(solve, "EigenInverse", no_fallback)
+    rng = np.random.default_rng(21)
+    a, g = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+    A = torch.from_numpy(a @ a.T + 4 * np.eye(4))
+    G = torch.from_numpy(g @ g.T + 4 * np.eye(3))
+    dW = torch.from_numpy(rng.standard_normal((3, 4)))
+    for damping in (0.3, Damping(0.0, "relative")):
+        lam_a, lam_g = kronecker_damping(A, G, damping)
+        np.testing.assert_allclose(solve.damped_solve(A, G, dW, damping).numpy(), _explicit_solve(A, G, dW, lam_a, lam_g),
+                                   rtol=1e-10)
+    X = solve.damped_solve(A, G, dW, 0.0, floor=0.5)  # only the floor damps: λ_A = λ_G = 0.5
+    np.testing.assert_allclose(X.numpy(), _explicit_solve(A, G, dW, 0.5, 0.5), rtol=1e-10)
+
+
+def test_damped_solve_fallback_keeps_the_damping_and_floor():
+    """A factor with a clearly negative eigenvalue (−1) fails Cholesky even with floor 0.5; the
+    eigen fallback clamps it to 0 and damps both factors by the same floor: X = ΔW ⊘ (1.5 · (2.5, 0.5))."""
+    A, G = torch.diag(torch.tensor([2.0, -1.0], dtype=torch.float64)), torch.eye(1, dtype=torch.float64)
+    X = damped_solve(A, G, torch.ones(1, 2, dtype=torch.float64), 0.0, floor=0.5)
+    np.testing.assert_allclose(X.numpy(), [[1 / (1.5 * 2.5), 1 / (1.5 * 0.5)]], rtol=1e-12)
+    with pytest.raises(ValueError, match="^no Kronecker pair to solve with$"):
+        kronecker_solve([], torch.ones(1, 2), 0.1)
