@@ -253,3 +253,32 @@ def test_sweeps_pair_seeds_and_other_seeds_are_refused(tmp_path):
     assert {line.result.quantity: line.result.verdict for line in lines}["after b: a"] == "A better"
     with pytest.raises(ValueError, match=r"s-good and .*s-two are not sweeps of the same seeds \(\[0, 1, 2\] vs \[0, 1\]\)"):
         paired_results(folders, ["good", "bad", "two"], run_pairs(["good", "bad", "two"]))
+
+
+def test_a_sweep_flips_each_utterance_with_all_its_seeds():
+    """Three paired seeds, 40 utterances whose A − B difference is the utterance's own (the
+    same on every seed, half of them +, half −: no run is better): the tests see 40 per-utterance
+    contributions d_u (seed-means), as one run scored with the seed-mean errors would — not
+    120 independent ones, which would call this null difference significant."""
+    rng = np.random.default_rng(5)
+    n, seeds = 40, 3
+    ids, words = tuple(f"u{u}" for u in range(n)), rng.integers(5, 12, n)
+    effect = np.resize([3, -3, 2, -2], n)
+    a_errors = 4 + rng.integers(0, 2, size=(seeds, 2, n))
+    b_errors = a_errors.copy()
+    b_errors[:, 1] += effect + rng.integers(0, 2, size=(seeds, n))
+    b_errors[:, 0] = a_errors[:, 0]  # the foundation row shared
+
+    def run(errors):
+        return RunErrors([SetErrors("a", ids, errors, words)], [], ("foundation", "after a"))
+
+    swept = {r.quantity: r for r in paired_comparison(run(a_errors), run(b_errors), n_resamples=200)}["after a: a"]
+    mean = {r.quantity: r for r in paired_comparison(run(a_errors.mean(0, keepdims=True)),
+                                                     run(b_errors.mean(0, keepdims=True)), n_resamples=200)}
+    assert swept.difference == pytest.approx(mean["after a: a"].difference)
+    assert swept.p_permutation == mean["after a: a"].p_permutation  # (Wilcoxon: the means' rounding splits ties)
+    d_u = (a_errors[:, 1] - b_errors[:, 1]).mean(0) / words.sum()
+    assert swept.p_wilcoxon == pytest.approx(scipy_stats.wilcoxon(d_u[d_u != 0], correction=False, method="approx").pvalue)
+    assert swept.p_permutation > 0.05 and swept.verdict == VERDICT_NONE
+    per_seed = (a_errors[:, 1] - b_errors[:, 1]) / (seeds * words.sum())
+    assert run_stats.sign_flip_test(per_seed, 10000, 0) < swept.p_permutation  # what flipping seeds apart would say

@@ -204,8 +204,10 @@ def paired_comparisons(
     linear metrics (:func:`_quantities`).
 
     A quantity Q is Σ_sets Σ_rows w · WER (a cell: one weight 1); with D = e_A − e_B its
-    difference splits into contributions d_{k,u} = Σ_rows w · D[k, row, u] / (K Σ n) over
-    seeds k (K of them, paired) and utterances u, whose sum is Q_A − Q_B (mean over seeds).
+    difference splits into per-utterance contributions d_u = Σ_k Σ_rows w · D[k, row, u] /
+    (K Σ n) over the K paired seeds k, whose sum is Q_A − Q_B (mean over seeds). The tests
+    flip and rank each utterance's d_u (all its seeds together): an utterance's seeds are not
+    independent samples, and the utterance is the unit the bootstrap resamples too.
     Its interval is the percentile interval of Q*_A − Q*_B over bootstrap replicates that
     resample the same utterances for every run. Holm's correction runs over the permutation
     p-values of every quantity of every pair (the family is the whole set of tests); the
@@ -267,9 +269,9 @@ def _paired_test(
 ) -> PairedResult:
     """One quantity of A vs B before Holm's correction (``p_holm`` nan, no verdict)."""
     contributions = np.concatenate([
-        np.einsum("r,kru->ku", w, x.errors - y.errors) / (a.seeds * x.words.sum())
+        np.einsum("r,kru->u", w, x.errors - y.errors) / (a.seeds * x.words.sum())
         for w, x, y in zip(weights, a.sets, b.sets)
-    ], axis=1)
+    ])
     differences = sum(np.einsum("r,bkr->b", w, ra - rb) / a.seeds for w, ra, rb in zip(weights, replicated_a, replicated_b))
     low, high = percentile_interval(differences, confidence)
     return PairedResult(
