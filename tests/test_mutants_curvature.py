@@ -302,3 +302,14 @@ def test_damped_solve_fallback_keeps_the_damping_and_floor():
     np.testing.assert_allclose(X.numpy(), [[1 / (1.5 * 2.5), 1 / (1.5 * 0.5)]], rtol=1e-12)
     with pytest.raises(ValueError, match="^no Kronecker pair to solve with$"):
         kronecker_solve([], torch.ones(1, 2), 0.1)
+
+
+def test_absolute_damping_adds_the_same_value_to_both_factors_floored():
+    """The reference code's rule: λ_A = λ_G = value whatever the factors' scales, at least the floor."""
+    A, G = 100 * torch.eye(3, dtype=torch.float64), 0.01 * torch.eye(2, dtype=torch.float64)
+    assert kronecker_damping(A, G, Damping(0.2, "absolute")) == (0.2, 0.2)
+    assert kronecker_damping(A, G, Damping(0.0, "absolute")) == (DAMPING_FLOOR, DAMPING_FLOOR)
+    assert kronecker_damping(A, G, Damping(0.2, "absolute"), floor=0.3) == (0.3, 0.3)
+    dW = torch.ones(2, 3, dtype=torch.float64)
+    np.testing.assert_allclose(damped_solve(A, G, dW, Damping(0.2, "absolute")).numpy(),
+                               _explicit_solve(A, G, dW, 0.2, 0.2), rtol=1e-12)
