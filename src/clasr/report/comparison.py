@@ -5,8 +5,9 @@ strategy then contributes one line per task (the model after training through it
 last line carrying Average WER, BWT, learning, FWT and each general set's change from the
 foundation (``Δ<set>``) — each with its 95 % interval over utterances, and for a sweep of
 seeds the mean ± its standard deviation over seeds — and the seconds its rows took (from
-each run's ``timings.json``: reports read result files, never checkpoints). WER in % with one decimal — or, when some set is not scored by WER, each set's
-own error rate, its metric in the column header.
+each run's ``timings.json``: reports read result files, never checkpoints). WER in % with
+one decimal — or, when some set is not scored by WER, each set's own error rate, its metric
+in the column header.
 """
 
 from __future__ import annotations
