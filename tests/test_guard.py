@@ -151,7 +151,7 @@ def test_guard_section_shorthands_and_errors(tmp_path):
         parse_config({**base, "guard": {"sets": ["h"]}})
     with pytest.raises(ConfigError, match="guard: nothing to score; add general.<i>.dev .* or name data of your own as guard.anchor"):
         parse_config({**base, "general": base["general"][1:], "guard": "warn"})
-    with pytest.raises(ConfigError, match="guard: nothing to score"):
+    with pytest.raises(ConfigError, match=r"guard: nothing to score; guard.sets: \[\] names no general set; name data"):
         parse_config({**base, "guard": {"sets": []}})
     anchor = {"data": "mine", "split": "dev", "language": "de"}
     only_anchor = parse_config({**base, "general": base["general"][1:], "guard": {"anchor": anchor}})

@@ -170,9 +170,9 @@ class ExperimentConfig(_Strict):
         if self.guard.anchor is not None and "anchor" in [g.name for g in self.guarded_sets()]:
             raise ValueError("guard.anchor: a guarded general set is already named 'anchor'; rename it")
         if not self.guarded_sets() and self.guard.anchor is None:
-            raise ValueError(
-                "guard: nothing to score; add general.<i>.dev to a general set, or name data of your own as guard.anchor"
-            )
+            hint = ("guard.sets: [] names no general set;" if self.guard.sets == []
+                    else "add general.<i>.dev to a general set, or")
+            raise ValueError(f"guard: nothing to score; {hint} name data of your own as guard.anchor")
         return self
 
     def guarded_sets(self) -> list[GeneralSetConfig]:
