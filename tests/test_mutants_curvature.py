@@ -313,3 +313,20 @@ def test_absolute_damping_adds_the_same_value_to_both_factors_floored():
     dW = torch.ones(2, 3, dtype=torch.float64)
     np.testing.assert_allclose(damped_solve(A, G, dW, Damping(0.2, "absolute")).numpy(),
                                _explicit_solve(A, G, dW, 0.2, 0.2), rtol=1e-12)
+
+
+def test_a_tracked_layer_outside_the_loss_gets_its_inputs_and_no_gradient():
+    """A layer that runs but does not reach the loss (its output unused) must not stop the pass:
+    its A is still the inputs' average, its G stays 0 (no output gradient reaches it)."""
+    main, side = nn.Linear(2, 1, bias=False), nn.Linear(2, 3)
+    collector = KFACCollector({"main": main, "side": side}, {"main": "t", "side": "t"})
+    x = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
+
+    def summed_loss():
+        side(x)  # runs, output discarded
+        return main(x).sum()
+
+    collector.step({"t": torch.ones(2, dtype=torch.bool)}, summed_loss)
+    factors = collector.factors()
+    torch.testing.assert_close(factors.A["side"], x.T @ x / 2)
+    assert not factors.G["side"].any() and factors.G["main"].item() == 1.0  # ∂L/∂s = 1 at both positions
