@@ -1,6 +1,7 @@
 """Mutation testing of the core modules with mutmut 3, one module at a time (``make mutate``).
 
     .venv/bin/python benchmarks/mutate.py [--max-children N] [metrics curvature strategies adapters]
+    .venv/bin/python benchmarks/mutate.py strategies --mutants 'clasr.strategies.ihr.x_rescale*'
 
 mutmut 3 reads its settings only from ``./pyproject.toml`` and keeps its state in
 ``./mutants/``. So each module M runs in its own directory ``mutants/M/``, which holds links to
@@ -8,7 +9,9 @@ mutmut 3 reads its settings only from ``./pyproject.toml`` and keeps its state i
 ``only_mutate = ["src/clasr/M/*"]`` and, as the test selection, M's list in
 ``[tool.mutmut.module_tests]`` — the one place where the per-module test files are named.
 mutmut runs against each mutant only the selected tests that reach the mutated function.
-A module's run resumes where it stopped; ``rm -rf mutants/M`` starts it over.
+A module's run resumes where it stopped; ``rm -rf mutants/M`` starts it over. ``--mutants``
+passes mutmut name patterns (``clasr.<module>.<file>.x_<function>__mutmut_<n>``, ``*`` allowed):
+only those run, and they run again even if already decided (mutmut's rule for named mutants).
 
 After each module the counts and the score are printed: killed (timeouts counted as killed)
 over the mutants that some selected test reaches. Survivors:
@@ -73,14 +76,21 @@ def score(work: Path, module: str) -> str:
 def main() -> int:
     tests = module_tests()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("modules", nargs="*", default=list(tests), choices=list(tests), metavar="MODULE")
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"any of {', '.join(tests)} (default: all)")
     parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument("--mutants", nargs="+", default=[], metavar="PATTERN", help="only these mutants (one module)")
     args = parser.parse_args()
+    args.modules = args.modules or list(tests)
+    unknown = sorted(set(args.modules) - tests.keys())
+    if unknown:
+        parser.error(f"unknown modules {unknown}; [tool.mutmut.module_tests] in pyproject.toml has {', '.join(tests)}")
+    if args.mutants and len(args.modules) != 1:
+        parser.error("--mutants needs exactly one module")
     summaries = []
     for module in args.modules:
         work = prepare(module, tests[module])
         print(f"== mutmut over src/clasr/{module}/ in {work.relative_to(ROOT)}", flush=True)
-        run = subprocess.run([MUTMUT, "run", "--max-children", str(args.max_children)], cwd=work)
+        run = subprocess.run([MUTMUT, "run", "--max-children", str(args.max_children), *args.mutants], cwd=work)
         subprocess.run([MUTMUT, "results"], cwd=work)
         summaries.append(score(work, module))
         if run.returncode != 0:

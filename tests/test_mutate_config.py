@@ -4,6 +4,8 @@ module's mutmut configuration is the repository's pyproject.toml restricted to t
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -47,3 +49,24 @@ def test_a_pyproject_that_sets_only_mutate_itself_is_refused(tmp_path, monkeypat
     monkeypatch.setattr(script, "ROOT", tmp_path)
     with pytest.raises(ValueError, match=r"\[tool.mutmut\] sets \[.only_mutate.\]"):
         script.module_pyproject("curvature", ["tests/test_curvature_kfac.py"])
+
+
+def test_command_line_defaults_to_every_module_and_refuses_bad_arguments(monkeypatch, capsys):
+    script = _mutate_script()
+    calls = []
+    monkeypatch.setattr(script, "prepare", lambda module, tests: script.ROOT / "mutants" / module)
+    monkeypatch.setattr(script, "score", lambda work, module: module)
+    monkeypatch.setattr(script.subprocess, "run", lambda cmd, cwd: calls.append(cmd[1:]) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr(sys, "argv", ["mutate.py"])
+    assert script.main() == 0
+    assert [c for c in calls if c[0] == "run"] == [["run", "--max-children", "2"]] * 4
+    assert capsys.readouterr().out.splitlines()[-4:] == ["metrics", "curvature", "strategies", "adapters"]
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", ["mutate.py", "curvature", "--max-children", "1", "--mutants", "clasr.curvature.solve.*"])
+    assert script.main() == 0
+    assert calls[0] == ["run", "--max-children", "1", "clasr.curvature.solve.*"]
+    for argv, message in ((["nope"], "unknown modules ['nope']"), (["--mutants", "x*"], "--mutants needs exactly one module")):
+        monkeypatch.setattr(sys, "argv", ["mutate.py", *argv])
+        with pytest.raises(SystemExit):
+            script.main()
+        assert message in capsys.readouterr().err
