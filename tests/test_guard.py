@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from clasr.experiment import runner
 from clasr.experiment.config import ConfigError, load_config, parse_config
-from clasr.data.manifest import Selection, read_dataset
+from clasr.data.manifest import DataError, Selection, read_dataset
 from clasr.experiment.runner import run_experiment
 from clasr.experiment.sets import load_sets
 from clasr.guard import GuardConfig, GuardedSet, TaskGuard
@@ -186,6 +186,9 @@ def test_the_guard_scores_an_anchor_set_the_user_names(tmp_path):
         train, _ = read_dataset(tmp_path / "toy", Selection(split="train"))
         assert [u.id for u in guarded["anchor"].utterances] == [u.id for u in train[:3]]
         assert (guarded["anchor"].language, guarded["anchor"].metric) == ("en", guard["anchor"].get("metric", "wer"))
+    path.write_text(yaml.safe_dump({**base, "guard": {"anchor": {"data": "missing"}}}))
+    with pytest.raises(DataError, match=r"^guard/anchor: .*missing: no such dataset folder"):
+        load_sets(load_config(path))
 
 
 # --- through the runner, with the tiny random Whisper -------------------------------------------

@@ -40,16 +40,11 @@ import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from clasr.data.selection import Selection
-from clasr.metrics.text import get_normalizer
+from clasr.metrics.text import check_normalizer
 from clasr.metrics.wer import check_metric
 from clasr.models.language import check_language_code
 
 GUARD_MODES = ("off", "warn", "stop", "rollback")
-
-
-def _check_normalizer(name: str) -> str:
-    get_normalizer(name)  # ValueError naming the valid ones
-    return name
 
 
 class GuardAnchor(Selection):
@@ -59,7 +54,7 @@ class GuardAnchor(Selection):
 
     data: Path
     language: Annotated[str, AfterValidator(check_language_code)] | None = None
-    normalizer: Annotated[str, AfterValidator(_check_normalizer)] | None = None
+    normalizer: Annotated[str, AfterValidator(check_normalizer)] | None = None
     metric: Annotated[str, AfterValidator(check_metric)] | None = None
 
     def selection(self) -> Selection:

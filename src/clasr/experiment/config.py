@@ -20,7 +20,7 @@ from clasr.data.manifest import Selection
 from clasr.decoding import DecodeLimits
 from clasr.engines import DEFAULT_ENGINE, ComputeType, Engine
 from clasr.guard import GUARD_MODES, GuardConfig
-from clasr.metrics.text import get_normalizer
+from clasr.metrics.text import check_normalizer
 from clasr.metrics.wer import check_metric
 from clasr.models.language import check_language_code
 from clasr.strategies import StrategyConfig
@@ -38,12 +38,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _check_normalizer(name: str) -> str:
-    get_normalizer(name)  # ValueError naming the valid ones
-    return name
-
-
-NormalizerName = Annotated[str, AfterValidator(_check_normalizer)]
+NormalizerName = Annotated[str, AfterValidator(check_normalizer)]
 Language = Annotated[str, AfterValidator(check_language_code)]
 MetricName = Annotated[str, AfterValidator(check_metric)]
 LANGUAGE_HELP = "ISO code (en, de, zh, …) forced in the prompt, or auto (detected per utterance); default: evaluation's"

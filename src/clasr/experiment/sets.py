@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from clasr.data.manifest import BadRow, Selection, Utterance, read_dataset
+from clasr.data.manifest import BadRow, DataError, Selection, Utterance, read_dataset
 from clasr.experiment.config import ExperimentConfig
 from clasr.metrics.text import default_normalizer
 from clasr.metrics.wer import default_metric
@@ -67,12 +67,16 @@ def _report_bad_row(bad: BadRow) -> None:
 
 
 def _read(folder: Path, selection: Selection, key: str, config: ExperimentConfig, sets: ExperimentSets):
-    utterances, report = read_dataset(
-        folder,
-        _within_window(selection, config.model.window_seconds),
-        strict=config.data.strict,
-        on_bad_row=_report_bad_row,
-    )
+    """The selected utterances of ``folder``; a DataError names the set (``key``) it was read for."""
+    try:
+        utterances, report = read_dataset(
+            folder,
+            _within_window(selection, config.model.window_seconds),
+            strict=config.data.strict,
+            on_bad_row=_report_bad_row,
+        )
+    except DataError as error:
+        raise DataError(f"{key}: {error}") from None
     sets.reports[key] = report.to_dict()
     return utterances
 

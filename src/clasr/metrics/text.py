@@ -142,6 +142,12 @@ def get_normalizer(name: str = DEFAULT_NORMALIZER) -> Normalizer:
         raise ValueError(f"unknown normalizer {name!r}; valid names: {valid}") from None
 
 
+def check_normalizer(name: str) -> str:
+    """``name`` if it names a normalizer, else ValueError naming the valid ones (a config validator)."""
+    get_normalizer(name)
+    return name
+
+
 def default_normalizer(language: str | None, english: str = DEFAULT_NORMALIZER) -> str:
     """The normalizer of a set in ``language`` that names none: ``english`` (the evaluation's
     normalizer, Whisper's English one by default) for English, ``whisper_basic`` otherwise
