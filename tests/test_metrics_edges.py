@@ -120,3 +120,16 @@ def test_bootstrap_ci_edges_one_resample_one_reference_word_and_named_refusals()
         bootstrap_ci(two, confidence=1)
     with pytest.raises(ValueError, match="n_resamples must be at least 1, got 0"):
         bootstrap_ci(two, n_resamples=0)
+
+
+def test_a_set_without_reference_words_has_nan_rates_of_the_right_shape():
+    """matrices(): Σ errors / Σ words per (seed, row); a general set whose utterances have no
+    reference words gives NaN for every seed and row, not an error or a wrongly shaped column."""
+    from clasr.metrics.run_stats import matrices
+
+    errors = np.array([[[1, 2], [0, 1]], [[2, 2], [1, 1]], [[0, 0], [3, 0]]])  # 3 seeds, 2 rows, 2 utterances
+    task = SetErrors("a", ("u1", "u2"), errors, np.array([4, 6]))
+    empty = SetErrors("g", ("u1", "u2"), errors, np.array([0, 0]))
+    R, general = matrices(RunErrors([task], [empty], ("foundation", "after a")))
+    np.testing.assert_allclose(R[..., 0], errors.sum(axis=-1) / 10)
+    assert R.shape == (3, 2, 1) and general["g"].shape == (3, 2) and np.isnan(general["g"]).all()
