@@ -290,15 +290,16 @@ def test_lwf_hooks_on_whisper(whisper_task, from_first_task):
 
 
 @pytest.mark.parametrize(
-    "strategy",
+    "make_strategy",
     [
-        ExperienceReplay(ExperienceReplayConfig(memory_size=2)),
-        JointTraining(JointConfig()),
-        FrozenPart(FrozenPartConfig()),
+        lambda: ExperienceReplay(ExperienceReplayConfig(memory_size=2)),
+        lambda: JointTraining(JointConfig()),
+        lambda: FrozenPart(FrozenPartConfig()),
     ],
     ids=["er", "joint", "frozen"],
 )
-def test_data_and_freezing_strategies_run_their_hooks_on_whisper(whisper_task, strategy):
+def test_data_and_freezing_strategies_run_their_hooks_on_whisper(whisper_task, make_strategy):
+    strategy = make_strategy()  # a fresh one per run: ER's memory would carry over to a rerun in the same process
     bundle, utts, collator = whisper_task
     model = tiny_random_whisper(seed=1).model
     first = TaskContext(1, "t1", utts[:2], collator, seed=1)
