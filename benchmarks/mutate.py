@@ -14,7 +14,8 @@ passes mutmut name patterns (``clasr.<module>.<file>.x_<function>__mutmut_<n>``,
 only those run, and they run again even if already decided (mutmut's rule for named mutants).
 
 After each module the counts and the score are printed: killed (timeouts counted as killed)
-over the mutants that some selected test reaches. Survivors:
+over the mutants that some selected test reaches (crashes count as killed, interrupted
+checks as not reached: :func:`score`). Survivors:
 ``cd mutants/M && ../../.venv/bin/mutmut results``; one mutant's diff: ``… mutmut show NAME``.
 """
 
@@ -30,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTMUT = Path(sys.executable).parent / "mutmut"
+DETECTED = ("killed", "timeout", "segfault", "caught by type check")
+UNDECIDED = ("no tests", "skipped", "not checked", "check was interrupted by user")
 
 
 def module_tests() -> dict[str, list[str]]:
@@ -60,15 +63,17 @@ def prepare(module: str, tests: list[str]) -> Path:
 
 
 def score(work: Path, module: str) -> str:
-    """Counts by status over the module's mutants, and killed / reached (timeouts count as killed)."""
+    """Counts by status over the module's mutants, and killed / reached: a mutant is killed when
+    the tests fail, time out, crash (segfault, or killed by a signal) or a type check refuses it;
+    reached unless no selected test covers it or it was skipped, not run or interrupted."""
     from mutmut.stats import status_by_exit_code
 
     counts: Counter[str] = Counter()
     for meta in (work / "mutants" / "src" / "clasr" / module).glob("*.py.meta"):
         for code in json.loads(meta.read_text("utf-8"))["exit_code_by_key"].values():
             counts[status_by_exit_code[code]] += 1
-    killed = counts["killed"] + counts["timeout"]
-    reached = sum(counts.values()) - counts["no tests"] - counts["skipped"] - counts["not checked"]
+    killed = sum(counts[s] for s in DETECTED)
+    reached = sum(counts.values()) - sum(counts[s] for s in UNDECIDED)
     rate = f"{100 * killed / reached:.1f} %" if reached else "n/a"
     return f"{module}: {dict(sorted(counts.items()))}; score {rate} ({killed} / {reached})"
 

@@ -194,7 +194,7 @@ def test_adding_factors_of_other_layers_or_a_number_is_refused():
     with pytest.raises(ValueError, match="^cannot add K-FAC factors of different layer sets$"):
         f + KFACFactors({"b": torch.eye(2)}, {"b": torch.eye(2)}, {"b": 1})
     assert sum([f]) is f  # sum() starts from 0
-    with pytest.raises(AttributeError):
+    with pytest.raises(TypeError):
         1 + f  # only sum()'s 0 is absorbed
 
 
@@ -204,20 +204,27 @@ def test_non_finite_factors_are_refused_by_name():
             solve(torch.tensor([[float("inf")]]))
 
 
-def test_conjugate_gradient_reaches_the_dense_solve_within_n_iterations():
-    """Preconditioned CG on an SPD system with n unknowns is exact after n steps (in exact
-    arithmetic): two pairs with different factors, ΔW 2 × 3 (n = 6), against numpy's dense
-    solve of Σ_k (A_k + λ_A,k I) ⊗ (G_k + λ_G,k I). A wrong step or direction update needs more."""
+def _two_pairs_and_dense_operator(scale: float):
+    """Two (A, G) pairs with different SPD factors (A 3 × 3, G 2 × 2), a ΔW 2 × 3 of size ``scale``,
+    and numpy's dense operator Σ_k (A_k + λ_A,k I) ⊗ (G_k + λ_G,k I) at relative damping 0.05."""
     rng = np.random.default_rng(11)
     pairs = []
     for _ in range(2):
         a, g = rng.standard_normal((3, 3)), rng.standard_normal((2, 2))
         pairs.append((torch.from_numpy(a @ a.T), torch.from_numpy(g @ g.T)))
-    dW = torch.from_numpy(rng.standard_normal((2, 3)))
+    dW = scale * torch.from_numpy(rng.standard_normal((2, 3)))
     dense = sum(
         np.kron(A.numpy() + la * np.eye(3), G.numpy() + lg * np.eye(2))
         for (A, G), (la, lg) in ((p, kronecker_damping(*p, 0.05)) for p in pairs)
     )
+    return pairs, dW, dense
+
+
+def test_conjugate_gradient_reaches_the_dense_solve_within_n_iterations():
+    """Preconditioned CG on an SPD system with n unknowns is exact after n steps (in exact
+    arithmetic): two pairs with different factors, ΔW 2 × 3 (n = 6), against numpy's dense
+    solve of Σ_k (A_k + λ_A,k I) ⊗ (G_k + λ_G,k I). A wrong step or direction update needs more."""
+    pairs, dW, dense = _two_pairs_and_dense_operator(scale=1.0)
     expected = np.linalg.solve(dense, dW.numpy().flatten(order="F")).reshape((2, 3), order="F")
     X, residual = conjugate_gradient(pairs, dW, 0.05, tolerance=0.0, max_iterations=6)
     assert residual < 1e-10
@@ -235,16 +242,7 @@ def test_conjugate_gradient_stops_at_the_first_relative_residual_under_tolerance
     """With ‖ΔW‖ ≈ 2400 the relative residual after k steps (k = 0..6, tolerance 0) first falls
     under 1e-2 at some k*; a solve with tolerance 1e-2 must return exactly that iterate and
     its relative residual ‖ΔW − L(X)‖ / ‖ΔW‖, recomputed here from numpy's dense operator."""
-    rng = np.random.default_rng(11)
-    pairs = []
-    for _ in range(2):
-        a, g = rng.standard_normal((3, 3)), rng.standard_normal((2, 2))
-        pairs.append((torch.from_numpy(a @ a.T), torch.from_numpy(g @ g.T)))
-    dW = 1e3 * torch.from_numpy(rng.standard_normal((2, 3)))
-    dense = sum(
-        np.kron(A.numpy() + la * np.eye(3), G.numpy() + lg * np.eye(2))
-        for (A, G), (la, lg) in ((p, kronecker_damping(*p, 0.05)) for p in pairs)
-    )
+    pairs, dW, dense = _two_pairs_and_dense_operator(scale=1e3)
     b = dW.numpy().flatten(order="F")
     steps = [conjugate_gradient(pairs, dW, 0.05, tolerance=0.0, max_iterations=k) for k in range(7)]
     for X, residual in steps:

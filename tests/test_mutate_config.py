@@ -4,6 +4,7 @@ module's mutmut configuration is the repository's pyproject.toml restricted to t
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 import tomllib
@@ -70,3 +71,20 @@ def test_command_line_defaults_to_every_module_and_refuses_bad_arguments(monkeyp
         with pytest.raises(SystemExit):
             script.main()
         assert message in capsys.readouterr().err
+
+
+def test_score_counts_crashes_as_killed_and_leaves_interrupted_checks_out(tmp_path, monkeypatch):
+    """Exit codes as mutmut 3 maps them (a stand-in for ``mutmut.stats``, not installed in CI):
+    killed 1, timeout 36, segfault −11, SIGKILL −9 detect the mutant; survived 0 does not;
+    no tests 33 and interrupted 2 are not reached."""
+    import types
+
+    names = {1: "killed", 36: "timeout", -11: "segfault", -9: "segfault", 0: "survived", 33: "no tests",
+             2: "check was interrupted by user"}
+    monkeypatch.setitem(sys.modules, "mutmut.stats", types.SimpleNamespace(status_by_exit_code=names))
+    folder = tmp_path / "mutants" / "src" / "clasr" / "curvature"
+    folder.mkdir(parents=True)
+    codes = {"a": 1, "b": 36, "c": -11, "d": -9, "e": 0, "f": 33, "g": 2}
+    (folder / "kfac.py.meta").write_text(json.dumps({"exit_code_by_key": codes}), "utf-8")
+    line = _mutate_script().score(tmp_path, "curvature")
+    assert line.endswith("score 80.0 % (4 / 5)"), line

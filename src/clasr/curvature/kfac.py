@@ -71,9 +71,10 @@ class KFACFactors:
             {k: self.counts[k] + other.counts[k] for k in self.counts},
         )
 
-    def __radd__(self, other: int | KFACFactors) -> KFACFactors:
-        """So that ``sum(list_of_factors)`` works (it starts from 0)."""
-        return self if isinstance(other, int) and other == 0 else self + other
+    def __radd__(self, other: int) -> KFACFactors:
+        """So that ``sum(list_of_factors)`` works (it starts from 0); any other number is a
+        ``TypeError``, as for any unsupported operand."""
+        return self if isinstance(other, int) and other == 0 else NotImplemented
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the factors to one safetensors file, atomically (keys ``<layer>.A``/``<layer>.G``,
