@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from clasr.strategies.base import TaskContext
 from clasr.strategies.dare import Dare, DareConfig
@@ -25,6 +26,17 @@ def test_trim_keeps_the_top_k_share_of_the_whole_task_vector():
     assert torch.equal(trimmed["b"], torch.tensor([[2.0, 0.0], [0.0, 4.0]]))
     assert torch.equal(trim_to_top_k(vector, 1 / 7)["b"], torch.tensor([[0.0, 0.0], [0.0, 4.0]]))
     assert trim_to_top_k(vector, 1.0) is vector
+
+
+def test_trim_keeps_at_least_the_largest_entry_when_top_k_rounds_to_none():
+    vector = {"a": torch.tensor([0.5, -3.0, 1.0])}
+    assert torch.equal(trim_to_top_k(vector, 0.1)["a"], torch.tensor([0.0, -3.0, 0.0]))  # round(0.3) = 0 → 1 kept
+
+
+def test_dare_refuses_a_trim_share_without_ties():
+    with pytest.raises(ValidationError, match="top_k 0.3 trims only with merge: ties"):
+        DareConfig(merge="task_arithmetic", top_k=0.3)
+    assert DareConfig(merge="ties", top_k=0.3).top_k == 0.3
 
 
 def test_trim_keeps_entries_tied_with_the_threshold():
@@ -188,6 +200,7 @@ def test_a_restored_state_continues_exactly_like_the_original(make):
     _train(model_a, original, 2, _random_vector(model_a, 2))
     restored = make()
     restored.load_state_dict({k: v.clone() for k, v in original.state_dict().items()})
+    model_b.load_state_dict(model_a.state_dict())  # a resumed run loads the deployed θ_0 + λ·merge, not θ_0
     _train(model_a, original, 3, _random_vector(model_a, 3))
     _train(model_b, restored, 3, _random_vector(model_b, 3))
     assert all(torch.equal(a, b) for a, b in zip(_weights(model_a).values(), _weights(model_b).values()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from clasr.strategies.base import StrategySettings, TaskContext
 from clasr.strategies.merging import (
@@ -33,6 +33,12 @@ class DareConfig(StrategySettings):
     merge: Literal["task_arithmetic", "ties"] = Field("task_arithmetic", description="how the rescaled vectors are merged")
     scale: float = Field(0.5, gt=0, description="λ: the merged vector is scaled by it")
     top_k: float = Field(1.0, gt=0, le=1, description="with merge: ties, share of entries its trim keeps")
+
+    @model_validator(mode="after")
+    def _top_k_only_with_ties(self) -> "DareConfig":
+        if self.top_k < 1.0 and self.merge != "ties":
+            raise ValueError(f"top_k {self.top_k} trims only with merge: ties (merge is {self.merge}); drop it or set merge: ties")
+        return self
 
 
 class Dare(TaskVectorMerging, settings=DareConfig):
