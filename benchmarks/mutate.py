@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTMUT = Path(sys.executable).parent / "mutmut"
-DETECTED = ("killed", "timeout", "segfault", "caught by type check")
+DETECTED = ("killed", "timeout", "segfault", "aborted", "caught by type check")
 UNDECIDED = ("no tests", "skipped", "not checked", "check was interrupted by user")
 
 
@@ -64,14 +64,17 @@ def prepare(module: str, tests: list[str]) -> Path:
 
 def score(work: Path, module: str) -> str:
     """Counts by status over the module's mutants, and killed / reached: a mutant is killed when
-    the tests fail, time out, crash (segfault, or killed by a signal) or a type check refuses it;
+    the tests fail, time out, crash (segfault, killed by a signal, or any other signal such as
+    SIGABRT, which mutmut calls "suspicious": IHR's tests abort on exit when they fail under
+    mutmut's forked runner) or a type check refuses it;
     reached unless no selected test covers it or it was skipped, not run or interrupted."""
     from mutmut.stats import status_by_exit_code
 
     counts: Counter[str] = Counter()
     for meta in (work / "mutants" / "src" / "clasr" / module).glob("*.py.meta"):
         for code in json.loads(meta.read_text("utf-8"))["exit_code_by_key"].values():
-            counts[status_by_exit_code[code]] += 1
+            status = status_by_exit_code[code]
+            counts["aborted" if status == "suspicious" and code is not None and code < 0 else status] += 1
     killed = sum(counts[s] for s in DETECTED)
     reached = sum(counts.values()) - sum(counts[s] for s in UNDECIDED)
     rate = f"{100 * killed / reached:.1f} %" if reached else "n/a"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections import defaultdict
 import subprocess
 import sys
 import tomllib
@@ -75,16 +76,18 @@ def test_command_line_defaults_to_every_module_and_refuses_bad_arguments(monkeyp
 
 def test_score_counts_crashes_as_killed_and_leaves_interrupted_checks_out(tmp_path, monkeypatch):
     """Exit codes as mutmut 3 maps them (a stand-in for ``mutmut.stats``, not installed in CI):
-    killed 1, timeout 36, segfault −11, SIGKILL −9 detect the mutant; survived 0 does not;
-    no tests 33 and interrupted 2 are not reached."""
+    killed 1, timeout 36, segfault −11, SIGKILL −9 and SIGABRT −6 (mutmut: "suspicious") detect
+    the mutant; survived 0 and an unknown positive code (also "suspicious") do not; no tests 33 and
+    interrupted 2 are not reached."""
     import types
 
-    names = {1: "killed", 36: "timeout", -11: "segfault", -9: "segfault", 0: "survived", 33: "no tests",
-             2: "check was interrupted by user"}
+    names = defaultdict(lambda: "suspicious", {1: "killed", 36: "timeout", -11: "segfault", -9: "segfault", 0: "survived",
+                                                33: "no tests", 2: "check was interrupted by user"})
     monkeypatch.setitem(sys.modules, "mutmut.stats", types.SimpleNamespace(status_by_exit_code=names))
     folder = tmp_path / "mutants" / "src" / "clasr" / "curvature"
     folder.mkdir(parents=True)
-    codes = {"a": 1, "b": 36, "c": -11, "d": -9, "e": 0, "f": 33, "g": 2}
+    codes = {"a": 1, "b": 36, "c": -11, "d": -9, "e": 0, "f": 33, "g": 2, "h": -6, "i": 99}
     (folder / "kfac.py.meta").write_text(json.dumps({"exit_code_by_key": codes}), "utf-8")
     line = _mutate_script().score(tmp_path, "curvature")
-    assert line.endswith("score 80.0 % (4 / 5)"), line
+    assert line.endswith("score 71.4 % (5 / 7)"), line
+    assert "'aborted': 1" in line and "'suspicious': 1" in line

@@ -101,6 +101,10 @@ def test_distillation_loss_matches_a_hand_computed_kl():
     assert float(distillation_loss(student, teacher, labels, 2.0)) == pytest.approx(expected, rel=1e-6)
     assert float(distillation_loss(teacher, teacher, labels, 2.0)) == pytest.approx(0.0, abs=1e-7)
     assert float(distillation_loss(student.bfloat16(), teacher, labels, 2.0)) == pytest.approx(expected, rel=1e-2)
+    # T = 3 (T² ≠ 2T): teacher softmax(z/3) at position 0 = (3^(2/3), 1) / (3^(2/3) + 1)
+    p = 3 ** (2 / 3) / (3 ** (2 / 3) + 1)
+    kl3 = p * math.log(p / 0.5) + (1 - p) * math.log((1 - p) / 0.5)
+    assert float(distillation_loss(student, teacher, labels, 3.0)) == pytest.approx(3.0**2 * kl3 / 2, rel=1e-6)
 
 
 # --- ER and joint ------------------------------------------------------------------
@@ -223,6 +227,9 @@ def test_ewc_hooks_on_whisper(whisper_task):
     facts = strategy.after_task(model, tasks[0])
     first = {n: f.clone() for n, f in strategy.fisher.items()}
     assert facts["fisher_utterances"] == 2 and facts["fisher_mean"] > 0
+    entries = sum(f.numel() for f in first.values())
+    assert facts["fisher_mean"] == pytest.approx(float(sum(f.double().sum() for f in first.values())) / entries)
+    assert facts["state_bytes"] == 2 * 4 * entries  # the Fisher and θ*, float32
     assert first.keys() == {n for n, p in model.named_parameters() if p.requires_grad}
     assert all(torch.equal(strategy.anchor[n], p) for n, p in model.named_parameters() if n in first)
     assert all(p.grad is None for p in model.parameters())
@@ -234,6 +241,8 @@ def test_ewc_hooks_on_whisper(whisper_task):
     resumed.load_state_dict(strategy.state_dict())
     model.zero_grad()
     current = strategy._fisher_of(model, tasks[1])
+    again = strategy._fisher_of(model, tasks[1])  # the task's seed draws the same subset of its utterances
+    assert all(torch.equal(current[n], again[n]) for n in current)
     strategy.after_task(model, tasks[1])
     resumed.after_task(model, tasks[1])
     for name, f in strategy.fisher.items():
