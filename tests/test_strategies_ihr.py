@@ -186,3 +186,13 @@ def test_with_an_adapter_the_correction_applies_to_the_merged_update(setting):
         dW = (merged[name] - before[name]).double()
         X = rescale(damped_solve(past.A[layer], past.G[layer], dW, config.damping), dW, config.alpha)
         assert torch.allclose((param.detach() - before[name]).double(), X, atol=1e-6), name
+
+
+def test_a_state_saved_before_any_task_restores_to_no_past_entries():
+    """A run interrupted before task 1 ends saves an IHR state with no past factors and no past
+    embedding Fisher; restoring it must give empty lists (not entries made up from nothing)."""
+    empty = InverseHessianRegularization(IHRConfig())
+    restored = InverseHessianRegularization(IHRConfig())
+    restored.load_state_dict(empty.state_dict())
+    assert restored.past == [] and restored.past_embedding == []
+    assert restored.state_dict().keys() == empty.state_dict().keys()
