@@ -8,7 +8,7 @@ from clasr.precision import describe_bf16, native_bf16, use_bf16
 from clasr.train import TrainConfig
 
 
-@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, False), (True, False, True), (False, True, True)])
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, False), (True, False, False), (False, True, True)])
 def test_cpu_native_bf16_follows_the_instruction_sets(monkeypatch, avx512_bf16, amx, expected):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
@@ -44,5 +44,5 @@ def test_the_config_accepts_auto_and_booleans_and_names_the_key_otherwise():
 def test_reports_say_what_auto_resolved_to(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(precision, "native_bf16", lambda device: False)
-    assert describe_bf16("auto").startswith("auto, off here (cpu without native bf16)")
+    assert describe_bf16("auto").startswith("auto, off here (cpu without fast bf16)")
     assert describe_bf16(True) == "on" and describe_bf16(False) == "off"

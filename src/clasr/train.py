@@ -69,7 +69,7 @@ class TrainConfig(BaseModel):
     max_grad_norm: float | None = Field(1.0, gt=0)
     bf16: BF16Setting = Field(
         False, description="bf16 autocast for forward/backward (weights stay float32); 'auto': on only where the "
-        "device has native bf16 (CUDA compute capability ≥ 8.0, CPUs with AVX512-BF16 or AMX), where it is faster"
+        "device multiplies bf16 fast (CUDA compute capability ≥ 8.0, CPUs with AMX), where it is faster"
     )
     num_workers: int = Field(
         0, ge=0, description="DataLoader worker processes decoding audio ahead of training (0: in the training process); "
