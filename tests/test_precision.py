@@ -4,22 +4,22 @@ import pytest
 import torch
 
 from clasr import precision
-from clasr.precision import describe_bf16, native_bf16, use_bf16
+from clasr.precision import describe_bf16, fast_bf16, use_bf16
 from clasr.train import TrainConfig
 
 
 @pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, False), (True, False, False), (False, True, True)])
-def test_cpu_native_bf16_follows_the_instruction_sets(monkeypatch, avx512_bf16, amx, expected):
+def test_cpu_fast_bf16_needs_amx(monkeypatch, avx512_bf16, amx, expected):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    assert native_bf16(torch.device("cpu")) is expected
+    assert fast_bf16(torch.device("cpu")) is expected
     assert use_bf16("auto", torch.device("cpu")) is expected
 
 
 def test_explicit_settings_are_obeyed_whatever_the_hardware(monkeypatch):
-    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    monkeypatch.setattr(precision, "fast_bf16", lambda device: False)
     assert use_bf16(True, torch.device("cpu")) is True
-    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "fast_bf16", lambda device: True)
     assert use_bf16(False, torch.device("cpu")) is False
 
 
@@ -31,7 +31,7 @@ def test_cuda_asks_for_hardware_support_not_emulation(monkeypatch):
         return False
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
-    assert native_bf16(torch.device("cuda")) is False and asked == {"emulation": False}
+    assert fast_bf16(torch.device("cuda")) is False and asked == {"emulation": False}
 
 
 def test_the_config_accepts_auto_and_booleans_and_names_the_key_otherwise():
@@ -43,6 +43,6 @@ def test_the_config_accepts_auto_and_booleans_and_names_the_key_otherwise():
 
 def test_reports_say_what_auto_resolved_to(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    monkeypatch.setattr(precision, "fast_bf16", lambda device: False)
     assert describe_bf16("auto").startswith("auto, off here (cpu without fast bf16)")
     assert describe_bf16(True) == "on" and describe_bf16(False) == "off"

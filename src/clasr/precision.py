@@ -17,7 +17,7 @@ import torch
 BF16Setting = Union[bool, Literal["auto"]]
 
 
-def native_bf16(device: torch.device) -> bool:
+def fast_bf16(device: torch.device) -> bool:
     """True where ``device`` multiplies bfloat16 in hardware fast enough for autocast to pay:
     CUDA without emulation, CPUs with AMX (AVX512-BF16 alone measured slower than float32)."""
     if device.type == "cuda":
@@ -29,8 +29,8 @@ def native_bf16(device: torch.device) -> bool:
 
 def use_bf16(setting: BF16Setting, device: torch.device) -> bool:
     """The autocast decision for a ``bf16`` setting: ``True``/``False`` as given, ``"auto"``
-    on where bf16 is native to ``device`` (:func:`native_bf16`)."""
-    return native_bf16(device) if setting == "auto" else bool(setting)
+    on where bf16 pays on ``device`` (:func:`fast_bf16`)."""
+    return fast_bf16(device) if setting == "auto" else bool(setting)
 
 
 def describe_bf16(setting: BF16Setting) -> str:
@@ -39,5 +39,5 @@ def describe_bf16(setting: BF16Setting) -> str:
     if setting != "auto":
         return "on" if setting else "off"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    native = native_bf16(device)
-    return f"auto, {'on' if native else 'off'} here ({device.type} {'with' if native else 'without'} fast bf16)"
+    fast = fast_bf16(device)
+    return f"auto, {'on' if fast else 'off'} here ({device.type} {'with' if fast else 'without'} fast bf16)"
