@@ -57,10 +57,10 @@ def paired_results(folders: list[Path], names: list[str], pairs: list[tuple[int,
         if not read_results(folder)[1].get("complete"):
             raise ValueError(f"{folder}: the run is not finished")
     errors = [read_run_errors(seed_folders(folder), read_results(seed_folders(folder)[0])[0]) for folder in folders]
+    seeds = [_sweep_seeds(folder) for folder in folders]
     for i, j in pairs:
-        if _sweep_seeds(folders[i]) != _sweep_seeds(folders[j]):
-            raise ValueError(f"{folders[i]} and {folders[j]} are not sweeps of the same seeds "
-                             f"({_sweep_seeds(folders[i])} vs {_sweep_seeds(folders[j])})")
+        if seeds[i] != seeds[j]:
+            raise ValueError(f"{folders[i]} and {folders[j]} are not sweeps of the same seeds ({seeds[i]} vs {seeds[j]})")
         try:
             check_comparable(errors[i], errors[j])
         except ValueError as error:
