@@ -57,7 +57,8 @@ def test_command_line_defaults_to_every_module_and_refuses_bad_arguments(monkeyp
     script = _mutate_script()
     calls = []
     monkeypatch.setattr(script, "prepare", lambda module, tests: script.ROOT / "mutants" / module)
-    monkeypatch.setattr(script, "score", lambda work, module: module)
+    monkeypatch.setattr(script, "score", lambda work, module, tests: module)
+    monkeypatch.setattr(script, "recheck_timeouts", lambda work, module, tests, limit_s: None)
     monkeypatch.setattr(script.subprocess, "run", lambda cmd, cwd: calls.append(cmd[1:]) or subprocess.CompletedProcess(cmd, 0))
     monkeypatch.setattr(sys, "argv", ["mutate.py"])
     assert script.main() == 0
@@ -74,20 +75,59 @@ def test_command_line_defaults_to_every_module_and_refuses_bad_arguments(monkeyp
         assert message in capsys.readouterr().err
 
 
-def test_score_counts_crashes_as_killed_and_leaves_interrupted_checks_out(tmp_path, monkeypatch):
-    """Exit codes as mutmut 3 maps them (a stand-in for ``mutmut.stats``, not installed in CI):
-    killed 1, timeout 36, segfault −11, SIGKILL −9 and SIGABRT −6 (mutmut: "suspicious") detect
-    the mutant; survived 0 and an unknown positive code (also "suspicious") do not; no tests 33 and
-    interrupted 2 are not reached."""
+def _stand_in_statuses(monkeypatch):
+    """Exit codes as mutmut 3 maps them (a stand-in for ``mutmut.stats``, not installed in CI)."""
     import types
 
     names = defaultdict(lambda: "suspicious", {1: "killed", 36: "timeout", -11: "segfault", -9: "segfault", 0: "survived",
                                                 33: "no tests", 2: "check was interrupted by user"})
     monkeypatch.setitem(sys.modules, "mutmut.stats", types.SimpleNamespace(status_by_exit_code=names))
+
+
+def test_score_counts_crashes_and_confirmed_timeouts_as_killed_and_leaves_undecided_ones_out(tmp_path, monkeypatch):
+    """killed 1, segfault −11, SIGKILL −9 and SIGABRT −6 (mutmut: "suspicious") detect the
+    mutant; a timeout only as its recheck alone decided it (timed out again: detected; tests
+    failed: killed; passed: survived; not rechecked: not reached); survived 0 and an unknown
+    positive code (also "suspicious") do not detect; no tests 33 and interrupted 2 are not reached."""
+    _stand_in_statuses(monkeypatch)
     folder = tmp_path / "mutants" / "src" / "clasr" / "curvature"
     folder.mkdir(parents=True)
-    codes = {"a": 1, "b": 36, "c": -11, "d": -9, "e": 0, "f": 33, "g": 2, "h": -6, "i": 99}
+    codes = {"a": 1, "b": 36, "c": -11, "d": -9, "e": 0, "f": 33, "g": 2, "h": -6, "i": 99,
+             "j": 36, "k": 36, "l": 36}
     (folder / "kfac.py.meta").write_text(json.dumps({"exit_code_by_key": codes}), "utf-8")
-    line = _mutate_script().score(tmp_path, "curvature")
-    assert line.endswith("score 71.4 % (5 / 7)"), line
-    assert "'aborted': 1" in line and "'suspicious': 1" in line
+    script, tests = _mutate_script(), ["tests/test_curvature_kfac.py"]
+    rechecked = {"b": "timeout", "j": "survived", "k": "killed"}
+    (tmp_path / "timeouts_rechecked.json").write_text(
+        json.dumps({"tests": script.tests_digest(tests), "statuses": rechecked}), "utf-8")
+    line = script.score(tmp_path, "curvature", tests)
+    assert line.endswith("score 66.7 % (6 / 9)"), line
+    assert "'aborted': 1" in line and "'suspicious': 1" in line and "'timeout, not rechecked': 1" in line
+    stale = script.score(tmp_path, "curvature", ["tests/test_curvature_kfac.py", "tests/test_ewc_fisher.py"])
+    assert stale.endswith("score 66.7 % (4 / 6)") and "'timeout, not rechecked': 4" in stale  # other tests: rechecks void
+
+
+def test_recheck_runs_each_timeout_alone_with_the_mutant_active_and_keeps_the_results(tmp_path, monkeypatch):
+    _stand_in_statuses(monkeypatch)
+    script = _mutate_script()
+    folder = tmp_path / "mutants" / "src" / "clasr" / "adapters"
+    folder.mkdir(parents=True)
+    (folder / "lora.py.meta").write_text(json.dumps({"exit_code_by_key": {"t1": 36, "t2": 36, "t3": 36, "k": 1}}), "utf-8")
+    runs = []
+
+    def fake_run(command, cwd, env, capture_output, timeout):
+        runs.append((env["MUTANT_UNDER_TEST"], cwd, command[-1], timeout))
+        if env["MUTANT_UNDER_TEST"] == "t3":
+            raise subprocess.TimeoutExpired(command, timeout)
+        return subprocess.CompletedProcess(command, {"t1": 0, "t2": 1}[env["MUTANT_UNDER_TEST"]])
+
+    monkeypatch.setattr(script.subprocess, "run", fake_run)
+    tests = ["tests/test_adapters_math.py"]
+    script.recheck_timeouts(tmp_path, "adapters", tests, 60)
+    assert runs == [(key, tmp_path / "mutants", "tests/test_adapters_math.py", 60) for key in ("t1", "t2", "t3")]
+    kept = json.loads((tmp_path / "timeouts_rechecked.json").read_text("utf-8"))
+    assert kept == {"tests": script.tests_digest(tests), "statuses": {"t1": "survived", "t2": "killed", "t3": "timeout"}}
+    runs.clear()
+    script.recheck_timeouts(tmp_path, "adapters", tests, 60)
+    assert runs == []  # a rerun keeps what was rechecked with the same tests
+    script.recheck_timeouts(tmp_path, "adapters", [*tests, "tests/test_adapters_model.py"], 60)
+    assert [key for key, *_ in runs] == ["t1", "t2", "t3"]  # other tests: rechecked again
