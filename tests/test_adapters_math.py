@@ -332,3 +332,36 @@ def test_adapters_reject_bad_settings():
     with pytest.raises(ValueError):
         SSVDLinear(nn.Linear(IN, OUT), k_in=0, k_out=0)
     assert isinstance(DoRALinear(nn.Linear(IN, OUT), r=2), LoRALinear)
+
+
+def test_lora_a_initialisations_have_their_distributions():
+    """Kaiming-uniform with a = √5 (nn.Linear's default): U(−b, b) with b = √(6 / ((1 + 5) fan_in))
+    = 1/√fan_in, std b/√3; gaussian: N(0, 1/r²). A (r × fan_in) = 64 × 1024, so each std is
+    estimated to about 1 %."""
+    from clasr.adapters.lora import init_lora_a
+
+    torch.manual_seed(0)
+    r, fan_in = 64, 1024
+    kaiming, gaussian = torch.empty(r, fan_in), torch.empty(r, fan_in)
+    init_lora_a(kaiming, "kaiming")
+    init_lora_a(gaussian, "gaussian")
+    bound = 1 / math.sqrt(fan_in)
+    assert kaiming.abs().max() <= bound and kaiming.abs().max() > 0.99 * bound
+    assert kaiming.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.03)
+    assert gaussian.std().item() == pytest.approx(1 / r, rel=0.03)
+    assert gaussian.abs().max() > 3 / r  # unbounded tails, not a uniform
+
+
+@pytest.mark.parametrize("kind", ["lora", "dora"])
+def test_lora_config_builds_the_layer_it_describes(kind):
+    """Every key of the ``adapter:`` section reaches the layer: rank, α and rsLoRA's scaling
+    α/√r, the dropout on the adapter's input, A's initialisation, and describe()'s facts."""
+    config = TypeAdapter(AdapterConfig).validate_python(
+        {"type": kind, "r": 16, "alpha": 8.0, "dropout": 0.25, "rslora": True, "init": "gaussian"})
+    torch.manual_seed(0)
+    layer = config.build(nn.Linear(1024, 512))
+    assert (layer.r, layer.alpha, layer.scaling) == (16, 8.0, pytest.approx(2.0))
+    assert isinstance(layer.dropout, nn.Dropout) and layer.dropout.p == 0.25
+    assert layer.lora_A.std().item() == pytest.approx(1 / 16, rel=0.05)  # gaussian, not Kaiming's 1/√(3·1024)
+    facts = layer.describe()
+    assert (facts["r"], facts["alpha"], facts["scaling"]) == (16, 8.0, pytest.approx(2.0))
