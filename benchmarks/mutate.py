@@ -18,7 +18,7 @@ fires on mutants whose tests pass: a mutant of ``LoRALinear.describe`` that rena
 out under mutmut and passed all 95 adapter tests in 13 s when run alone. So each timeout is
 run again alone, without mutmut's limit (:func:`recheck_timeouts`: the module's tests with the
 mutant active, a wall-clock limit of ``--recheck-limit`` seconds; results kept in
-``mutants/M/timeouts_rechecked.json`` with a digest of the module's test files, so a rerun
+``mutants/M/timeouts_rechecked.json`` with a digest of the test files it ran, so a rerun
 skips them until the tests change): it is killed if a test fails,
 survived if all pass, and a timeout (detected) only if it runs past the limit again.
 
@@ -86,11 +86,11 @@ def _statuses(work: Path, module: str) -> dict[str, str]:
     return statuses
 
 
-def tests_digest(tests: list[str]) -> str:
-    """SHA-1 over the module's test files: a recheck holds only for the tests it ran."""
+def tests_digest(folder: Path, tests: list[str]) -> str:
+    """SHA-1 over the module's test files in ``folder``: a recheck holds only for the tests it ran."""
     digest = hashlib.sha1()
     for name in tests:
-        digest.update(name.encode() + b"\0" + (ROOT / name).read_bytes())
+        digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
     return digest.hexdigest()
 
 
@@ -98,14 +98,15 @@ def _rechecked(work: Path, tests: list[str]) -> dict[str, str]:
     """mutant → its recheck's status, for rechecks made with the current tests."""
     path = work / RECHECKED
     kept = json.loads(path.read_text("utf-8")) if path.exists() else {}
-    return kept.get("statuses", {}) if kept.get("tests") == tests_digest(tests) else {}
+    return kept.get("statuses", {}) if kept.get("tests") == tests_digest(work / "mutants", tests) else {}
 
 
 def recheck_timeouts(work: Path, module: str, tests: list[str], limit_s: float) -> None:
     """Run every mutant that mutmut timed out again, alone: the module's tests with the mutant
     active (mutmut's ``MUTANT_UNDER_TEST``) and pyproject's pytest arguments, in
     ``mutants/M/mutants/``; killed when they fail, survived when they pass, timeout past
-    ``limit_s`` seconds of wall clock. Each result is written as soon as it is known."""
+    ``limit_s`` seconds of wall clock. The tests are mutmut's copies in that folder (those its
+    run used; ``mutmut run`` copies them again). Each result is written as soon as it is known."""
     arguments = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["mutmut"]["pytest_add_cli_args"]
     done = _rechecked(work, tests)
     todo = [key for key, status in sorted(_statuses(work, module).items()) if status == "timeout" and key not in done]
@@ -117,7 +118,7 @@ def recheck_timeouts(work: Path, module: str, tests: list[str], limit_s: float) 
             done[key] = "survived" if run.returncode == 0 else "killed"
         except subprocess.TimeoutExpired:
             done[key] = "timeout"
-        kept = {"tests": tests_digest(tests), "statuses": done}
+        kept = {"tests": tests_digest(work / "mutants", tests), "statuses": done}
         (work / RECHECKED).write_text(json.dumps(kept, indent=1, ensure_ascii=False), "utf-8")
         print(f"recheck {index}/{len(todo)} {key}: {done[key]}", flush=True)
 

@@ -365,3 +365,16 @@ def test_lora_config_builds_the_layer_it_describes(kind):
     assert layer.lora_A.std().item() == pytest.approx(1 / 16, rel=0.05)  # gaussian, not Kaiming's 1/√(3·1024)
     facts = layer.describe()
     assert (facts["r"], facts["alpha"], facts["scaling"]) == (16, 8.0, pytest.approx(2.0))
+    default = TypeAdapter(AdapterConfig).validate_python({"type": kind, "r": 16}).build(nn.Linear(1024, 512))
+    assert default.lora_A.abs().max() <= 1 / math.sqrt(1024)  # Kaiming-uniform, A's default
+
+
+def test_lora_layer_defaults_to_kaiming_and_takes_the_base_dtype():
+    """LoRALinear built directly (as PiSSA, DoRA and the tests do): A Kaiming-uniform within
+    ±1/√fan_in, B zero, both in the base layer's dtype (a float64 model stays float64)."""
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(1024, 256).double(), r=64)
+    assert layer.lora_A.dtype == layer.lora_B.dtype == torch.float64
+    bound = 1 / math.sqrt(1024)
+    assert layer.lora_A.abs().max() <= bound and layer.lora_A.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.03)
+    assert not layer.lora_B.any()

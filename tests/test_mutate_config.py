@@ -75,6 +75,13 @@ def test_command_line_defaults_to_every_module_and_refuses_bad_arguments(monkeyp
         assert message in capsys.readouterr().err
 
 
+def _copy_tests(work, names):
+    """mutmut's copies of the test files in ``work/mutants/``."""
+    for name in names:
+        (work / "mutants" / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / "mutants" / name).write_bytes((ROOT / name).read_bytes())
+
+
 def _stand_in_statuses(monkeypatch):
     """Exit codes as mutmut 3 maps them (a stand-in for ``mutmut.stats``, not installed in CI)."""
     import types
@@ -96,9 +103,10 @@ def test_score_counts_crashes_and_confirmed_timeouts_as_killed_and_leaves_undeci
              "j": 36, "k": 36, "l": 36}
     (folder / "kfac.py.meta").write_text(json.dumps({"exit_code_by_key": codes}), "utf-8")
     script, tests = _mutate_script(), ["tests/test_curvature_kfac.py"]
+    _copy_tests(tmp_path, [*tests, "tests/test_ewc_fisher.py"])
     rechecked = {"b": "timeout", "j": "survived", "k": "killed"}
     (tmp_path / "timeouts_rechecked.json").write_text(
-        json.dumps({"tests": script.tests_digest(tests), "statuses": rechecked}), "utf-8")
+        json.dumps({"tests": script.tests_digest(tmp_path / "mutants", tests), "statuses": rechecked}), "utf-8")
     line = script.score(tmp_path, "curvature", tests)
     assert line.endswith("score 66.7 % (6 / 9)"), line
     assert "'aborted': 1" in line and "'suspicious': 1" in line and "'timeout, not rechecked': 1" in line
@@ -122,10 +130,11 @@ def test_recheck_runs_each_timeout_alone_with_the_mutant_active_and_keeps_the_re
 
     monkeypatch.setattr(script.subprocess, "run", fake_run)
     tests = ["tests/test_adapters_math.py"]
+    _copy_tests(tmp_path, [*tests, "tests/test_adapters_model.py"])
     script.recheck_timeouts(tmp_path, "adapters", tests, 60)
     assert runs == [(key, tmp_path / "mutants", "tests/test_adapters_math.py", 60) for key in ("t1", "t2", "t3")]
     kept = json.loads((tmp_path / "timeouts_rechecked.json").read_text("utf-8"))
-    assert kept == {"tests": script.tests_digest(tests), "statuses": {"t1": "survived", "t2": "killed", "t3": "timeout"}}
+    assert kept == {"tests": script.tests_digest(tmp_path / "mutants", tests), "statuses": {"t1": "survived", "t2": "killed", "t3": "timeout"}}
     runs.clear()
     script.recheck_timeouts(tmp_path, "adapters", tests, 60)
     assert runs == []  # a rerun keeps what was rechecked with the same tests
