@@ -378,3 +378,11 @@ def test_lora_layer_defaults_to_kaiming_and_takes_the_base_dtype():
     bound = 1 / math.sqrt(1024)
     assert layer.lora_A.abs().max() <= bound and layer.lora_A.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.03)
     assert not layer.lora_B.any()
+
+
+def test_lora_rank_bounds_are_inclusive_of_min_dimension_and_exclusive_of_zero():
+    """1 ≤ r ≤ min(in, out): the full rank is allowed, 0 and one past it are refused by name."""
+    assert LoRALinear(nn.Linear(8, 4), r=4).lora_A.shape == (4, 8)
+    for r in (0, 5):
+        with pytest.raises(ValueError, match=rf"rank {r} outside 1\.\.4"):
+            LoRALinear(nn.Linear(8, 4), r=r)
