@@ -40,6 +40,8 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+from clasr.atomic import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 MUTMUT = Path(sys.executable).parent / "mutmut"
 DETECTED = ("killed", "timeout", "segfault", "aborted", "caught by type check")
@@ -94,11 +96,11 @@ def tests_digest(folder: Path, tests: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _rechecked(work: Path, tests: list[str]) -> dict[str, str]:
-    """mutant → its recheck's status, for rechecks made with the current tests."""
+def _rechecked(work: Path, digest: str) -> dict[str, str]:
+    """mutant → its recheck's status, for rechecks made with the tests of ``digest``."""
     path = work / RECHECKED
     kept = json.loads(path.read_text("utf-8")) if path.exists() else {}
-    return kept.get("statuses", {}) if kept.get("tests") == tests_digest(work / "mutants", tests) else {}
+    return kept.get("statuses", {}) if kept.get("tests") == digest else {}
 
 
 def recheck_timeouts(work: Path, module: str, tests: list[str], limit_s: float) -> None:
@@ -106,9 +108,10 @@ def recheck_timeouts(work: Path, module: str, tests: list[str], limit_s: float) 
     active (mutmut's ``MUTANT_UNDER_TEST``) and pyproject's pytest arguments, in
     ``mutants/M/mutants/``; killed when they fail, survived when they pass, timeout past
     ``limit_s`` seconds of wall clock. The tests are mutmut's copies in that folder (those its
-    run used; ``mutmut run`` copies them again). Each result is written as soon as it is known."""
+    run used; ``mutmut run`` copies them again). Each result is written (atomically) as soon as it is known."""
     arguments = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["mutmut"]["pytest_add_cli_args"]
-    done = _rechecked(work, tests)
+    digest = tests_digest(work / "mutants", tests)
+    done = _rechecked(work, digest)
     todo = [key for key, status in sorted(_statuses(work, module).items()) if status == "timeout" and key not in done]
     for index, key in enumerate(todo, 1):
         environment = os.environ | {"MUTANT_UNDER_TEST": key, "PYTHONPATH": "src"}
@@ -118,8 +121,7 @@ def recheck_timeouts(work: Path, module: str, tests: list[str], limit_s: float) 
             done[key] = "survived" if run.returncode == 0 else "killed"
         except subprocess.TimeoutExpired:
             done[key] = "timeout"
-        kept = {"tests": tests_digest(work / "mutants", tests), "statuses": done}
-        (work / RECHECKED).write_text(json.dumps(kept, indent=1, ensure_ascii=False), "utf-8")
+        write_json(work / RECHECKED, {"tests": digest, "statuses": done})
         print(f"recheck {index}/{len(todo)} {key}: {done[key]}", flush=True)
 
 
@@ -130,7 +132,7 @@ def score(work: Path, module: str, tests: list[str]) -> str:
     "suspicious": IHR's tests abort on exit when they fail under mutmut's forked runner) or a
     type check refuses it; reached unless no selected test covers it, it was skipped, not run
     or interrupted, or it is a timeout not yet rechecked."""
-    rechecked = _rechecked(work, tests)
+    rechecked = _rechecked(work, tests_digest(work / "mutants", tests))
     counts: Counter[str] = Counter()
     for key, status in _statuses(work, module).items():
         counts[rechecked.get(key, "timeout, not rechecked") if status == "timeout" else status] += 1
@@ -152,6 +154,8 @@ def main() -> int:
     unknown = sorted(set(args.modules) - tests.keys())
     if unknown:
         parser.error(f"unknown modules {unknown}; [tool.mutmut.module_tests] in pyproject.toml has {', '.join(tests)}")
+    if args.recheck_limit <= 0:
+        parser.error(f"--recheck-limit {args.recheck_limit:g}: needs a positive number of seconds")
     if args.mutants and len(args.modules) != 1:
         parser.error("--mutants needs exactly one module")
     summaries = []

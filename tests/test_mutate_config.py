@@ -68,7 +68,8 @@ def test_command_line_defaults_to_every_module_and_refuses_bad_arguments(monkeyp
     monkeypatch.setattr(sys, "argv", ["mutate.py", "curvature", "--max-children", "1", "--mutants", "clasr.curvature.solve.*"])
     assert script.main() == 0
     assert calls[0] == ["run", "--max-children", "1", "clasr.curvature.solve.*"]
-    for argv, message in ((["nope"], "unknown modules ['nope']"), (["--mutants", "x*"], "--mutants needs exactly one module")):
+    for argv, message in ((["nope"], "unknown modules ['nope']"), (["--mutants", "x*"], "--mutants needs exactly one module"),
+                          (["--recheck-limit", "0"], "--recheck-limit 0: needs a positive number of seconds")):
         monkeypatch.setattr(sys, "argv", ["mutate.py", *argv])
         with pytest.raises(SystemExit):
             script.main()
