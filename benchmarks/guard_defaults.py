@@ -1,14 +1,16 @@
 """Choose the guard's defaults on dev: replay recorded ``warn`` runs under every candidate setting.
 
     .venv/bin/python benchmarks/guard_defaults.py results/guard-dev-lora results/guard-dev-ft \
-        [--signal guard_a --signal guard_a,guard_b] [--heldout heldout] [--top 12]
+        [--signal guard_a --signal guard_a,guard_b] [--kind error_rate --kind loss] [--heldout heldout] [--top 12]
 
 Each RUN is ``examples/an4_short_guard_dev.yaml`` (or any run whose guard was ``warn``, whose
 guarded sets include the signal sets, a held-out dev set and ``dev_<task>`` for each task).
-For each candidate — mode off / stop / rollback, threshold, every_steps (multiples of the
-recorded interval) and signal (the guarded sets pooled: ``guard_a`` is 8 utterances,
-``guard_a,guard_b`` 16) — :func:`clasr.report.guard_replay.replay` gives the step each
-task would have kept, and the objective reads the recording there:
+For each candidate — mode off / stop / rollback, kind (the guard's ``signal``: the error
+rate, or the reference loss, which runs record since it existed), threshold, every_steps
+(multiples of the recorded interval) and signal sets (the guarded sets pooled: ``guard_a``
+is 8 utterances, ``guard_a,guard_b`` 16) — :func:`clasr.report.guard_replay.replay` gives
+the step each task would have kept, and the objective reads the recording (always the error
+rates) there:
 
     J = mean over runs and tasks of [ E_dev_task(k_kept) + (E_heldout(k_kept) − E_heldout(0)) ]
 
@@ -31,22 +33,28 @@ from clasr.metrics.text import get_normalizer
 from clasr.report.guard import read_guard
 from clasr.report.guard_replay import GuardSignal, recorded_steps, replay
 
-THRESHOLDS = (0.02, 0.05, 0.10, 0.20)
+THRESHOLDS = {"error_rate": (0.02, 0.05, 0.10, 0.20), "loss": (0.02, 0.05, 0.10, 0.20, 0.50, 1.00)}  # points / nats per token
 
 
-def signal(run: Path, names: list[str]) -> tuple[GuardSignal, int]:
-    """The pooled signal of the guarded sets ``names`` (each one's normalized reference word
-    count) and its utterance count."""
+def signal(run: Path, names: list[str], kind: str, record: list[dict]) -> tuple[GuardSignal, int]:
+    """The pooled signal of the guarded sets ``names`` (weights: each one's normalized
+    reference word count for the error rate, its scored token count for the loss) and its
+    utterance count."""
     sets = {s.name: s for s in load_sets(load_config(run / "config.yaml")).guard}
     missing = [n for n in names if n not in sets]
     if missing:
         raise SystemExit(f"{run}: no guarded set {missing[0]!r} (guarded: {', '.join(sets)})")
-    words = {n: sum(len(get_normalizer(sets[n].normalizer)(u.text).split()) for u in sets[n].utterances) for n in names}
-    return GuardSignal(words), sum(len(sets[n].utterances) for n in names)
+    if kind == "loss":
+        if not all(n in record[0].get("tokens", {}) for n in names):
+            raise SystemExit(f"{run}: the recording has no reference loss of {', '.join(names)} (recorded before it existed?)")
+        weights = {n: record[0]["tokens"][n] for n in names}
+    else:
+        weights = {n: sum(len(get_normalizer(sets[n].normalizer)(u.text).split()) for u in sets[n].utterances) for n in names}
+    return GuardSignal(weights, kind), sum(len(sets[n].utterances) for n in names)
 
 
 def outcome(entry: dict, step: int, heldout: str) -> tuple[float, float]:
-    """(the task's dev error rate, the held-out set's rise over the task's start) at ``step``."""
+    """(the task's dev error rate, the held-out set's rise over the task's start) at ``step`` (error rates)."""
     curve = recorded_steps(entry)
     task = entry["label"].removeprefix("after ")
     return curve[step][f"dev_{task}"], curve[step][heldout] - curve[0][heldout]
@@ -56,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--signal", action="append", help="guarded sets pooled as the guard's signal (comma-separated)")
+    parser.add_argument("--kind", action="append", choices=sorted(THRESHOLDS), help="the guard's signal (default: both)")
     parser.add_argument("--heldout", default="heldout")
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()
@@ -66,17 +75,18 @@ def main() -> None:
             raise SystemExit(f"{run}: needs a guard.json of a warn run (the guard-off trajectory)")
     interval = min(e["every_steps"] for r in records.values() for e in r)
     rows = []
-    for names in signals:
-        signals_by_run = {run: signal(run, names) for run in records}
-        words = {run: pooled for run, (pooled, _) in signals_by_run.items()}
+    for kind, names in itertools.product(args.kind or sorted(THRESHOLDS), signals):
+        signals_by_run = {run: signal(run, names, kind, record) for run, record in records.items()}
+        pooled = {run: pooled for run, (pooled, _) in signals_by_run.items()}
         utterances = signals_by_run[args.runs[0]][1]
-        for mode, threshold, every in itertools.product(("stop", "rollback"), THRESHOLDS, (interval, 2 * interval, 3 * interval)):
-            rows.append(_score(records, words, args.heldout, "+".join(names), utterances, mode, threshold, every))
-        if names == signals[0]:
-            rows.append(_score(records, words, args.heldout, "+".join(names), 0, "off", 0.0, interval))
+        label = f"{kind} of {'+'.join(names)}"
+        for mode, threshold, every in itertools.product(("stop", "rollback"), THRESHOLDS[kind], (interval, 2 * interval, 3 * interval)):
+            rows.append(_score(records, pooled, args.heldout, label, utterances, mode, threshold, every))
+        if not any(r["mode"] == "off" for r in rows):
+            rows.append(_score(records, pooled, args.heldout, label, 0, "off", 0.0, interval))
     rows.sort(key=lambda r: (round(r["J"], 9), r["decodes"]))
     runs = " / ".join(run.name for run in records)
-    print(f"| mode | threshold | every | signal (utts) | J | J per run ({runs}) | task dev WER | held-out rise | kept steps | decodes/task |")
+    print(f"| mode | threshold | every | signal (utts) | J | J per run ({runs}) | task dev WER | held-out rise | kept steps | utts scored/task |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     shown = rows[: args.top] + [r for r in rows[args.top:] if r["mode"] == "off"][:1]
     for r in shown:
@@ -84,12 +94,12 @@ def main() -> None:
               f"{r['per_run']} | {100 * r['dev']:.2f} | {100 * r['rise']:+.2f} | {r['kept']} | {r['decodes']:.0f} |")
 
 
-def _score(records, words, heldout, signal, utterances, mode, threshold, every) -> dict:
+def _score(records, signals, heldout, signal, utterances, mode, threshold, every) -> dict:
     dev, rise, kept, checks, per_run = [], [], [], [], []
     for run, record in records.items():
         run_j = []
         for entry in record:
-            done = replay(entry, words[run], mode, threshold, every)
+            done = replay(entry, signals[run], mode, threshold, every)
             d, r = outcome(entry, done.kept, heldout)
             dev.append(d)
             rise.append(r)

@@ -46,8 +46,8 @@ def test_the_record_and_log_name_each_sets_metric():
     assert guard.after_step(1, last=False)  # ja's CER rose 20 points: stop
     facts = guard.facts()
     assert facts["metrics"] == {"ja": "cer_nospace", "en": "wer"}
-    assert facts["curve"] == [{"step": 0, "error_rate": {"ja": 0.10, "en": 0.05}},
-                              {"step": 1, "error_rate": {"ja": 0.30, "en": 0.05}}]
+    assert facts["curve"] == [{"step": 0, "error_rate": {"ja": 0.10, "en": 0.05}, "loss": {}},  # no loss scorer
+                              {"step": 1, "error_rate": {"ja": 0.30, "en": 0.05}, "loss": {}}]
     assert "ja CER_NOSPACE 30.0%, en WER 5.0%" in logged[-1]
     markdown = guard_markdown([{"label": "after t", **facts}])
     assert "ja (0, cer_nospace), en (0)" in markdown and "0: 10.00/5.00  1: 30.00/5.00" in markdown

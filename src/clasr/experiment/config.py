@@ -170,6 +170,21 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"guard: nothing to score; {hint} name data of your own as guard.anchor")
         return self
 
+    @model_validator(mode="after")
+    def _guard_loss_in_a_named_language(self) -> "ExperimentConfig":
+        if self.guard is None or self.guard.signal != "loss":
+            return self
+        auto = [f"general.{i}.language" for i, general in enumerate(self.general)
+                if general in self.guarded_sets() and self.set_language(general.language) == "auto"]
+        if self.guard.anchor is not None and self.set_language(self.guard.anchor.language) == "auto":
+            auto.append("guard.anchor.language")
+        if auto:
+            raise ValueError(
+                f"guard.signal: loss scores each guarded set's transcripts under its language's prompt; "
+                f"name the language of {', '.join(auto)} (not 'auto')"
+            )
+        return self
+
     def guarded_sets(self) -> list[GeneralSetConfig]:
         """The general sets whose dev selection the guard scores (none when the guard is off;
         every one with a dev unless ``guard.sets`` names them; ``[]`` names none)."""

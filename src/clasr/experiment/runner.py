@@ -39,11 +39,12 @@ from clasr.experiment.lock import run_lock
 from clasr.experiment.screening import screen_sets
 from clasr.experiment.config import ConfigError, ExperimentConfig, parse_config
 from clasr.experiment.sets import ExperimentSets, load_sets
-from clasr.guard import GuardedSet, Scorer, TaskGuard
+from clasr.guard import GuardedSet, LossScorer, Scorer, TaskGuard
 from clasr.models.errors import ModelError
-from clasr.models.language import prompt_language
+from clasr.models.language import AUTO, prompt_language
 from clasr.models.whisper import WhisperBundle, load_whisper, windowed_feature_extractor
 from clasr.progress import console
+from clasr.reference_loss import reference_loss
 from clasr.report.guard import write_guard
 from clasr.report.results import write_results
 from clasr.strategies import Strategy, build_strategy
@@ -300,12 +301,30 @@ def guard_scorer(bundle: WhisperBundle, config: ExperimentConfig) -> Scorer:
     return score
 
 
+def guard_loss_scorer(bundle: WhisperBundle, config: ExperimentConfig) -> LossScorer:
+    """The reference loss (nats per token) of the model as it is now on a guarded set, its
+    transcripts prompted in the set's language (:mod:`clasr.reference_loss`)."""
+
+    def score(guarded_set: GuardedSet) -> tuple[float, int]:
+        collator = SpeechCollator(
+            bundle.feature_extractor, bundle.tokenizer, bundle.window_frames,
+            max_target_positions=bundle.model.config.max_target_positions,
+            language=prompt_language(bundle.model, bundle.tokenizer, guarded_set.language),
+        )
+        return reference_loss(bundle.model, collator, guarded_set.utterances, config.evaluation.batch_size)
+
+    return score
+
+
 def _task_guard(bundle: WhisperBundle, guarded: list[GuardedSet], config: ExperimentConfig) -> TaskGuard | None:
     """The guard of one task, its start already scored (None when the guard is off). Every
     process scores it (same weights, same decision), so no process trains on alone."""
     if config.guard is None:
         return None
-    guard = TaskGuard(config.guard, bundle.model, guarded, guard_scorer(bundle, config), log=console.print)
+    # the loss needs a prompt language: not measured on a set detected per utterance ('auto' on a multilingual model)
+    named = all(prompt_language(bundle.model, bundle.tokenizer, s.language) != AUTO for s in guarded)
+    guard = TaskGuard(config.guard, bundle.model, guarded, guard_scorer(bundle, config), log=console.print,
+                      loss_scorer=guard_loss_scorer(bundle, config) if named else None)
     guard.start()
     return guard
 

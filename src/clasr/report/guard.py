@@ -2,8 +2,11 @@
 
 ``guard.json`` holds one entry per trained task whose guard was on: the task, the mode,
 threshold and check interval, the guarded sets with their utterance counts and ``metrics``,
-the curve (``error_rate``: each guarded set's error rate in its metric at each checked step,
-step 0 being the task's start; ``wer`` in records written before sets had a metric), the step
+the signal (``error_rate`` or ``loss``; error rate in records written before there was a
+choice), the guarded sets' scored reference tokens (``tokens``), the curve (``error_rate``:
+each guarded set's error rate in its metric at each checked step, step 0 being the task's
+start, ``wer`` in records written before sets had a metric, empty when only the loss was
+measured; ``loss``: each set's reference loss in nats per token, absent in older records), the step
 where the rise first passed the threshold (``triggered_at``), where the task ended early
 (``ended_at``: stop or rollback), the step whose weights were put back (``rolled_back_to``),
 and the guard's scoring time. See :mod:`clasr.guard`.
@@ -62,10 +65,31 @@ def curve_rates(check: dict) -> dict[str, float]:
     return check.get("error_rate", check.get("wer"))
 
 
+def curve_losses(check: dict) -> dict[str, float]:
+    """One checked step's reference loss per guarded set ({} in records written without it)."""
+    return check.get("loss", {})
+
+
+def entry_signal(entry: dict) -> str:
+    """What the guard of a recorded task watched (the error rate in older records)."""
+    return entry.get("signal", "error_rate")
+
+
+def _checked(check: dict) -> str:
+    rates, losses = curve_rates(check), curve_losses(check)
+    shown = ["/".join(percent(rate) for rate in rates.values())] if rates else []
+    shown += ["loss " + "/".join(f"{loss:.3f}" for loss in losses.values())] if losses else []
+    return f"{check['step']}: " + " ".join(shown)
+
+
 def _curve(entry: dict) -> str:
-    return "  ".join(
-        f"{check['step']}: " + "/".join(percent(rate) for rate in curve_rates(check).values()) for check in entry["curve"]
-    )
+    return "  ".join(_checked(check) for check in entry["curve"])
+
+
+def _threshold(entry: dict) -> str:
+    if entry_signal(entry) == "loss":
+        return f"reference loss +{entry['threshold']:.3f} nats/token"
+    return f"+{100 * entry['threshold']:.1f} pts"
 
 
 def _sets(entry: dict) -> str:
@@ -81,7 +105,7 @@ def guard_lines(record: list[dict]) -> list[tuple[str, str, str, str]]:
     return [
         (
             entry["label"],
-            f"{entry['mode']}, +{100 * entry['threshold']:.1f} pts, every {entry['every_steps']} steps, "
+            f"{entry['mode']}, {_threshold(entry)}, every {entry['every_steps']} steps, "
             f"{_sets(entry)}, {entry['seconds']:.0f} s",
             _what_it_did(entry),
             _curve(entry),
@@ -93,7 +117,8 @@ def guard_lines(record: list[dict]) -> list[tuple[str, str, str, str]]:
 def guard_table(record: list[dict]) -> Table:
     """The guard per task: its settings and time, what it did, and its curve (error rate % per
     guarded set, in the set's metric: WER unless named after its utterance count)."""
-    table = Table(title="General-ability guard — curve: step: error rate % (WER unless named) of each guarded set (dev)")
+    table = Table(title="General-ability guard — curve: step: error rate % (WER unless named) and reference loss "
+                        "(nats/token) of each guarded set (dev)")
     for column in ("row", "guard", "what it did", "curve"):
         table.add_column(column, overflow="fold")
     for line in guard_lines(record):
@@ -103,6 +128,6 @@ def guard_table(record: list[dict]) -> Table:
 
 def guard_markdown(record: list[dict]) -> str:
     """The same as :func:`guard_table`, as a Markdown table."""
-    lines = ["| row | guard | what it did | curve (step: error rate %, WER unless named) |", "|---|---|---|---|"]
+    lines = ["| row | guard | what it did | curve (step: error rate %, WER unless named; reference loss) |", "|---|---|---|---|"]
     lines += ["| " + " | ".join(line) + " |" for line in guard_lines(record)]
     return "\n".join(lines)

@@ -12,10 +12,13 @@ so what it would have done — the step whose weights it keeps,
 
 — follows from the curve alone. The decision runs through :class:`clasr.guard.TaskGuard`
 itself (a scorer that reads the curve), so the replay cannot drift from the guard. The
-signal E_g is the guard's: one recorded set, or several recorded sets pooled as one set of
-all their utterances (a corpus error rate: Σ rate_s · words_s / Σ words_s), so that a run
-that guarded two halves of 8 utterances replays 8 and 16. Other recorded sets (a held-out
-dev set, each task's dev split) are read at k_kept to score the outcome.
+signal E_g is the guard's, either recorded quantity — the error rate or the reference loss
+(recorded at every check whatever the run's own signal) — of one recorded set, or of several
+recorded sets pooled as one set of all their utterances (a corpus error rate
+Σ rate_s · words_s / Σ words_s, or the mean loss over all their tokens
+Σ loss_s · tokens_s / Σ tokens_s), so that a run that guarded two halves of 8 utterances
+replays 8 and 16. Other recorded sets (a held-out dev set, each task's dev split) are read at
+k_kept to score the outcome.
 
 Exact for a task that starts from the recorded trajectory: the first task, and a later task
 only if the setting did not end an earlier one early (a rollback changes where the next task
@@ -30,25 +33,31 @@ from typing import Mapping
 import torch
 
 from clasr.guard import GuardConfig, GuardedSet, TaskGuard
-from clasr.report.guard import curve_rates
+from clasr.report.guard import curve_losses, curve_rates
 
 REPLAY_MODES = ("off", "stop", "rollback")
 
 
 @dataclass(frozen=True)
 class GuardSignal:
-    """The sets the replayed guard watches, pooled as one set: name → reference word count."""
+    """The sets the replayed guard watches, pooled as one set: name → its weight (reference
+    word count for the error rate, scored token count for the loss), and which quantity."""
 
-    words: Mapping[str, int]
+    weights: Mapping[str, int]
+    kind: str = "error_rate"
 
     def rate(self, rates: Mapping[str, float]) -> float:
-        """Σ_s rate_s · words_s / Σ_s words_s (the corpus error rate of the pooled utterances)."""
-        return sum(rates[s] * n for s, n in self.words.items()) / sum(self.words.values())
+        """Σ_s value_s · weight_s / Σ_s weight_s (the pooled utterances' corpus error rate, or mean token loss)."""
+        return sum(rates[s] * n for s, n in self.weights.items()) / sum(self.weights.values())
 
 
-def recorded_steps(entry: dict) -> dict[int, dict[str, float]]:
-    """One ``guard.json`` entry's curve: step → error rate per recorded set."""
-    return {check["step"]: curve_rates(check) for check in entry["curve"]}
+def recorded_steps(entry: dict, kind: str = "error_rate") -> dict[int, dict[str, float]]:
+    """One ``guard.json`` entry's curve: step → error rate (or reference loss) per recorded set."""
+    read = curve_rates if kind == "error_rate" else curve_losses
+    curve = {check["step"]: read(check) for check in entry["curve"]}
+    if not all(curve.values()):
+        raise ValueError(f"{entry.get('label', 'a task')}: the recording has no {kind.replace('_', ' ')} at every checked step")
+    return curve
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ def replay(entry: dict, signal: GuardSignal, mode: str, threshold: float, every_
     done, replayed on a recorded (never intervening) ``entry`` of ``guard.json``."""
     if mode not in REPLAY_MODES:
         raise ValueError(f"mode {mode!r}: replay one of {', '.join(REPLAY_MODES)}")
-    curve = recorded_steps(entry)
+    curve = recorded_steps(entry, signal.kind)
     last = max(curve)
     if mode == "off":
         return Replay(last, last, 0)
@@ -78,11 +87,12 @@ def replay(entry: dict, signal: GuardSignal, mode: str, threshold: float, every_
         )
     at = {"step": 0}
     guard = TaskGuard(
-        GuardConfig(mode=mode, threshold=threshold, every_steps=every_steps),
+        GuardConfig(mode=mode, signal=signal.kind, threshold=threshold, every_steps=every_steps),
         torch.nn.Linear(1, 1),  # the replay only needs what the guard decides, not weights
         [GuardedSet("signal", [], "none")],
         scorer=lambda _: signal.rate(curve[at["step"]]),
         log=lambda _: None,
+        loss_scorer=lambda _: (signal.rate(curve[at["step"]]), 0),
     )
     guard.start()
     for step in range(1, last + 1):
