@@ -16,7 +16,7 @@ LAYERS = (
     {"experiment"},
     {"report"},
     {"strategies"},
-    {"train", "evaluate", "decoding", "engines", "guard"},
+    {"train", "evaluate", "decoding", "engines", "guard", "reference_loss"},
     {"adapters", "curvature", "metrics", "transforms"},
     {"models"},
     {"data"},
