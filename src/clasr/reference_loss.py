@@ -6,9 +6,12 @@ without decoding anything:
     L = (1/M) Σ_n Σ_{i ∈ n} −log p(y_i | y_<i, x_n)      (nats per token)
 
 over the M scored tokens of all its utterances (the transcript and the end token; the
-prompt never counts), in evaluation mode (no dropout). One forward pass per batch, so it
-costs a fraction of decoding, and every token moves it: a model drifting toward another
-output format raises L before a few dozen decoded utterances change their words.
+prompt never counts), in evaluation mode (no dropout). One forward pass per batch and no
+decoding — but the encoder pass over the window dominates both, so on a CPU it costs about
+what CTranslate2's decoding costs (``benchmarks/guard_signal_cost.py``). What it buys is
+sensitivity: every reference token moves it, the case and punctuation that a normalized WER
+ignores included, so a model drifting toward another output format raises L before a few
+dozen decoded utterances change their normalized words.
 """
 
 from __future__ import annotations
