@@ -7,7 +7,8 @@ Loads the config's model and its guarded sets (the guard switched on at ``--utte
 set) and times the two scorers the runner gives the guard (:func:`clasr.experiment.runner.guard_scorer`
 and :func:`~clasr.experiment.runner.guard_loss_scorer`), alternating, ``--repeats`` times after
 one warm-up of each, each check after a tiny change of the weights (as in training, where
-CTranslate2 converts the current weights at every check); prints the median seconds of a check with each and their ratio.
+CTranslate2 converts the current weights at every check); prints the median seconds of a check
+with each and their ratio.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from clasr.experiment.config import load_config
+from clasr.experiment.config import ConfigError, load_config
 from clasr.experiment.runner import guard_loss_scorer, guard_scorer
 from clasr.experiment.sets import load_sets
 from clasr.models.whisper import load_whisper
@@ -46,7 +47,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--utterances", type=int, default=16)
     args = parser.parse_args()
-    config = load_config(args.config, {"guard": {"mode": "warn", "utterances": args.utterances}})
+    if args.repeats < 1 or args.utterances < 1:
+        raise SystemExit(f"--repeats and --utterances must be ≥ 1, got {args.repeats} and {args.utterances}")
+    try:
+        config = load_config(args.config, {"guard": {"mode": "warn", "utterances": args.utterances}})
+    except ConfigError as error:
+        raise SystemExit(f"{error}") from None
     sets = load_sets(config).guard
     bundle = load_whisper(config.model.name, config.model.window_seconds)
     scorers = {"error rate (decoding)": guard_scorer(bundle, config), "reference loss": guard_loss_scorer(bundle, config)}
