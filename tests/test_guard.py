@@ -3,7 +3,6 @@ that a guard that never triggers changes nothing, and that guarded runs resume e
 
 import importlib.util
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -255,9 +254,8 @@ def test_rollback_in_a_run_equals_training_stopped_at_the_best_step(tmp_path, ti
 
     shown = CliRunner().invoke(app, ["show", str(tmp_path / "guarded" / "out"), "--markdown"])
     assert shown.exit_code == 0 and "| after a | rollback, +10.0 pts, every 2 steps, g (3)" in shown.output
-    loss = r"loss \d+\.\d{3}"  # the reference loss is recorded beside the error rate at every check
-    assert re.search(rf"\| triggered at step 6; rolled back to step 2 \| 0: 50.00 {loss}  2: 40.00 {loss}  4: 45.00 {loss}  6: 70.00 {loss} \|",
-                     shown.output)
+    # a guard that acts measures its signal alone: no reference loss beside the error rate
+    assert "| triggered at step 6; rolled back to step 2 | 0: 50.00  2: 40.00  4: 45.00  6: 70.00 |" in shown.output
     shown = CliRunner().invoke(app, ["show", str(tmp_path / "guarded" / "out")])  # terminal tables, folded cells
     assert shown.exit_code == 0 and "General-ability guard" in shown.output and "rolled back" in shown.output
 

@@ -3,10 +3,14 @@ triggering and rolling back on it without decoding, its record and replay, and i
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import yaml
+from typer.testing import CliRunner
 
+from clasr.cli import app
 from clasr.data.batching import load_utterance_audio
 from clasr.experiment import runner
 from clasr.experiment.config import ConfigError, load_config, parse_config
@@ -16,7 +20,7 @@ from clasr.reference_loss import reference_loss
 from clasr.report.guard import read_guard
 from clasr.report.guard_replay import GuardSignal, Replay, replay
 from conftest import toy_task
-from test_guard import SETS, _config, _drive, _toy_model, _weights
+from test_guard import SETS, _config, _drive, _scripted, _toy_model, _weights
 
 
 def _with_dropout(model: torch.nn.Module, p: float) -> None:
@@ -85,12 +89,27 @@ def test_the_loss_signal_triggers_and_rolls_back_without_decoding():
     assert [c["loss"]["h"] for c in facts["curve"]] == [1.0, 0.9, 1.1, 1.3]
 
 
-def test_the_error_rate_signal_also_records_the_loss_and_ignores_it():
+def _never_score_the_loss(guarded_set):
+    raise AssertionError("a guard that acts on the error rate must not score the loss")
+
+
+def test_an_acting_guard_measures_only_its_signal():
     model = _toy_model()
     guard = TaskGuard(GuardConfig(mode="stop", every_steps=2), model, SETS, lambda s: 0.1, log=lambda m: None,
-                      loss_scorer=ScriptedLoss([1.0, 5.0, 9.0]))
-    assert _drive(guard, model, 4)[0] == 4  # the loss rose 8 nats; the error rate did not move
-    assert [(c["error_rate"]["g"], c["loss"]["g"]) for c in guard.facts()["curve"]] == [(0.1, 1.0), (0.1, 5.0), (0.1, 9.0)]
+                      loss_scorer=_never_score_the_loss)
+    assert _drive(guard, model, 4)[0] == 4
+    assert [c["loss"] for c in guard.facts()["curve"]] == [{}] * 3 and guard.facts()["tokens"] == {}
+
+
+@pytest.mark.parametrize("signal, threshold", [("error_rate", 0.1), ("loss", 100.0)])
+def test_warn_records_both_signals_and_acts_on_neither(signal, threshold):
+    """A warn run is a recording to replay: each check decodes and scores the loss, whatever its signal."""
+    model = _toy_model()
+    guard = TaskGuard(GuardConfig(mode="warn", signal=signal, threshold=threshold, every_steps=2), model, SETS,
+                      lambda s: 0.1, log=lambda m: None, loss_scorer=ScriptedLoss([1.0, 5.0, 200.0]))
+    assert _drive(guard, model, 4)[0] == 4  # warn trains on even where the loss rose past the threshold
+    assert [(c["error_rate"]["g"], c["loss"]["g"]) for c in guard.facts()["curve"]] == [(0.1, 1.0), (0.1, 5.0), (0.1, 200.0)]
+    assert guard.facts()["tokens"] == {"g": 10, "h": 10}
 
 
 def test_loss_signal_settings_and_errors(tmp_path):
@@ -138,3 +157,15 @@ def test_a_run_guarded_on_the_loss_records_it_and_trains_as_without_a_guard(tmp_
     assert len({c["loss"]["g"] for c in entry["curve"]}) > 1  # the loss follows the training
     saved = yaml.safe_load((tmp_path / "on" / "out" / "config.yaml").read_text())
     assert saved["guard"]["signal"] == "loss"
+
+
+def test_a_warn_run_records_the_loss_beside_the_error_rate_and_shows_both(tmp_path, tiny_checkpoint, one_thread, monkeypatch):
+    _scripted(monkeypatch, [0.5, 0.4, 0.45, 0.7, 0.9])
+    run_experiment(load_config(_config(tmp_path / "warn", tiny_checkpoint, {"mode": "warn", "every_steps": 2}, tasks=("a",))))
+    [entry] = read_guard(tmp_path / "warn" / "out")
+    assert entry["triggered_at"] == 6 and entry["ended_at"] is None and entry["tokens"]["g"] > 3
+    assert all(set(c["error_rate"]) == set(c["loss"]) == {"g"} for c in entry["curve"])
+    shown = CliRunner().invoke(app, ["show", str(tmp_path / "warn" / "out"), "--markdown"])
+    loss = r"loss \d+\.\d{3}"
+    assert shown.exit_code == 0
+    assert re.search(rf"\| 0: 50.00 {loss}  2: 40.00 {loss}  4: 45.00 {loss}  6: 70.00 {loss}  8: 90.00 {loss} \|", shown.output)

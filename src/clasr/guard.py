@@ -13,8 +13,9 @@ where E_s is the guard's ``signal`` on set s: by default its error rate in its o
 the set is scored in the matrix (WER, CER without spaces for languages written without them
 (zh, ja, …), or MER for code-switched sets); with ``signal: loss``, the mean token loss of its
 reference transcripts under teacher forcing (nats per token, :mod:`clasr.reference_loss`),
-which needs no decoding. The loss is recorded at every check whichever the signal, so a
-``warn`` run's curve can be replayed under either.
+which needs no decoding. A check measures the signal alone, except in ``warn`` mode, which
+records both (the loss when a loss scorer is given), so that a ``warn`` run's curve can be
+replayed under either signal without doubling the cost of a guard that acts.
 
 and then, by ``mode``: ``warn`` logs and trains on; ``stop`` ends the task at step k;
 ``rollback`` puts back the trainable parameters of the task's best checked step
@@ -139,7 +140,8 @@ class _Check:
 class TaskGuard:
     """One task's guard: :meth:`start` before the first step, then :meth:`after_step` as
     ``train_task``'s step callback. ``scorer`` decodes (called only when the signal is the
-    error rate); ``loss_scorer``, when given, is called at every check."""
+    error rate, or at every check in ``warn`` mode); ``loss_scorer`` is called when the signal is
+    the loss, or at every check in ``warn`` mode when given."""
 
     config: GuardConfig
     model: torch.nn.Module
@@ -208,8 +210,8 @@ class TaskGuard:
     def _check(self, step: int) -> _Check:
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[]):  # scoring must not shift the training's random stream
-            rates = {s.name: float(self.scorer(s)) for s in self.sets} if self.config.signal == "error_rate" else {}
-            check = _Check(step, rates, self._losses())
+            rates = {s.name: float(self.scorer(s)) for s in self.sets} if self._measures("error_rate") else {}
+            check = _Check(step, rates, self._losses() if self._measures("loss") else {})
         self.curve.append(check)
         if self._best is None or check.mean(self.config.signal) <= self._best.mean(self.config.signal):
             self._best = check
@@ -219,6 +221,10 @@ class TaskGuard:
                 }
         self.seconds += time.perf_counter() - start
         return check
+
+    def _measures(self, signal: str) -> bool:
+        """Whether a check measures ``signal``: the guard's own, or both when it only records (warn)."""
+        return self.config.signal == signal or self.config.mode == "warn"
 
     def _losses(self) -> dict[str, float]:
         losses = {}

@@ -13,7 +13,7 @@ so what it would have done — the step whose weights it keeps,
 — follows from the curve alone. The decision runs through :class:`clasr.guard.TaskGuard`
 itself (a scorer that reads the curve), so the replay cannot drift from the guard. The
 signal E_g is the guard's, either recorded quantity — the error rate or the reference loss
-(recorded at every check whatever the run's own signal) — of one recorded set, or of several
+(a ``warn`` run records both at every check) — of one recorded set, or of several
 recorded sets pooled as one set of all their utterances (a corpus error rate
 Σ rate_s · words_s / Σ words_s, or the mean loss over all their tokens
 Σ loss_s · tokens_s / Σ tokens_s), so that a run that guarded two halves of 8 utterances
