@@ -45,8 +45,10 @@ from clasr.models.language import AUTO, prompt_language
 from clasr.models.whisper import WhisperBundle, load_whisper, windowed_feature_extractor
 from clasr.progress import console
 from clasr.reference_loss import reference_loss
+from clasr.report.general_alarm import general_losses
 from clasr.report.guard import write_guard
 from clasr.report.results import write_results
+from clasr.report.utterance_errors import UtteranceErrorsError
 from clasr.strategies import Strategy, build_strategy
 from clasr.strategies.base import TaskContext
 from clasr.tracking import accelerator_options, end_run, log_row, start_run
@@ -570,7 +572,22 @@ def _score_and_commit_row(run: _Run, index: int, row: dict, started: float) -> N
         commit(run.out, run.state, run.bundle.model if index > 0 else None, run.strategy.state_dict())
         run.metrics = _write_results(run.out, run.state, run.config)
         log_row(run.accelerator, index, row["cells"], run.metrics)
+        _raise_general_alarm(run)
     run.accelerator.wait_for_everyone()
+
+
+def _raise_general_alarm(run: _Run) -> None:
+    """Say at once when the row just scored lost a general set's ability beyond its noise."""
+    try:
+        losses = general_losses(run.out, run.state.rows)
+    except UtteranceErrorsError as error:
+        console.print(f"[yellow]the general sets' change was not checked: {error}[/]")
+        return
+    for loss in losses:
+        console.print(f"[bold yellow]{loss.message()}[/]")
+    if losses and run.config.guard is None:
+        console.print("[yellow]what the foundation could do is not being kept: a guard (`guard: stop`) watches it "
+                      "while a task trains (README, \"General-ability guard\")[/]")
 
 
 def _finish(run: _Run) -> dict:
