@@ -26,7 +26,7 @@ from clasr.report.utterance_errors import read_run_errors
 
 @dataclass(frozen=True)
 class GeneralLoss:
-    """A general set that lost ability at row ``row`` (rates as fractions)."""
+    """A general set that lost ability at the row labelled ``row_label`` (rates as fractions)."""
 
     name: str
     metric: str
@@ -59,7 +59,7 @@ def general_losses(out: Path, rows: list[dict], n_resamples: int = 1000, seed: i
         return []
     rng = np.random.default_rng(seed)
     losses = []
-    for errors in read_run_errors([Path(out)], matrix).general:
+    for errors in read_run_errors([Path(out)], {**matrix, "tasks": []}).general:  # the general sets' files only
         pair = errors.errors[0, [0, last]]  # (2 rows, utterances) of the one seed
         counts = resample_counts(len(errors.words), n_resamples, rng)
         replicates = resampled_rates(pair, errors.words, counts)
