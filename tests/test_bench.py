@@ -9,12 +9,14 @@ import soundfile as sf
 from pydantic import ValidationError
 
 from clasr.bench import generate
-from clasr.bench.demo import run_demo, write_report
+from clasr.bench.demo import headline_sentence, run_demo, write_report
 from clasr.bench.generate import make_benchmark
 from clasr.bench.spec import BenchmarkSpec, DomainSpec
 from clasr.bench.voices import Voice, VoiceError, synthesize
 from clasr.data.manifest import Selection, read_dataset
-from clasr.report.comparison import comparison_markdown, read_run
+from clasr.metrics.run_stats import VERDICT_NONE, PairedResult
+from clasr.report.comparison import RunSummary, comparison_markdown, read_run
+from clasr.report.paired import PairedLine
 
 ESPEAK = Voice(engine="espeak", name="en-gb-scotland+m1")
 HEART = Voice(engine="hibari", name="heart")
@@ -175,7 +177,30 @@ def test_demo_runs_every_strategy_and_writes_the_report(tmp_path, tiny_checkpoin
     assert (report / "heatmap_ft.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (report / "README.md").read_text()
     assert comparison_markdown(runs) in text and "telephone" in text
+    assert "## Does ft forget, and does another strategy avoid it?" in text
+    assert "Holm over these 1 tests alone" in text and "| backward_transfer | ft | fta |" in text
     assert read_run("ft", tmp_path / "demo" / "ft").matrix == runs[0].matrix
+
+
+def _bwt_line(run_b: str, verdict: str) -> PairedLine:
+    return PairedLine("ft", run_b, PairedResult("backward_transfer", -0.03, 0.0, -0.03, (-0.06, -0.01), 0.004, 0.004,
+                                                0.008, verdict))
+
+
+@pytest.mark.parametrize(("ci", "verdicts", "expected"), [
+    ((-0.06, -0.005), ("B better", VERDICT_NONE), ["so ft forgets (the interval lies below 0)",
+                                                    "**ihr forgets significantly less than ft (p Holm < 0.05)**"]),
+    ((-0.06, 0.01), (VERDICT_NONE, VERDICT_NONE), ["so ft shows no detectable forgetting (the interval reaches 0)",
+                                                    "**no strategy forgets significantly less than ft**"]),
+    ((-0.06, -0.005), ("B better", "B better"), ["**ihr, fta forget significantly less than ft (p Holm < 0.05)**"]),
+])
+def test_the_headline_answers_from_the_interval_and_the_pre_specified_test(ci, verdicts, expected):
+    runs = [RunSummary("ft", {}, {"complete": True, "backward_transfer": -0.03, "ci95": {"backward_transfer": ci}}, 1.0)]
+    lines = [_bwt_line(name, verdict) for name, verdict in zip(("ihr", "fta"), verdicts)]
+    sentence = headline_sentence(runs, lines)
+    assert "ft's BWT: -3.0 [-6.0, " in sentence and "Holm over these 2 tests alone" in sentence
+    for part in expected:
+        assert part in sentence
 
 
 def test_breath_variants_are_refused_as_not_reproducible():

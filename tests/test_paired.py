@@ -87,6 +87,24 @@ def test_the_family_is_the_whole_table_and_the_pairs_share_their_quantities():
                                                                        *alone[result.quantity].interval))
 
 
+def test_a_pre_specified_family_tests_only_its_quantities_and_holm_runs_over_them():
+    """``only``: the demo's headline (BWT of each strategy against the first) is a family of its
+    own: the same differences and intervals as in the whole table, Holm over its lines alone."""
+    runs = _random_runs(3)
+    whole = {(i, r.quantity): r for i, results in enumerate(paired_comparisons(runs, [(0, 1), (0, 2)], n_resamples=200))
+             for r in results}
+    family = paired_comparisons(runs, [(0, 1), (0, 2)], n_resamples=200, only=("backward_transfer",))
+    assert [[r.quantity for r in results] for results in family] == [["backward_transfer"]] * 2
+    (ab,), (ac,) = family
+    for index, result in enumerate((ab, ac)):
+        full = whole[(index, "backward_transfer")]
+        assert (result.difference, *result.interval) == pytest.approx((full.difference, *full.interval))
+    low, high = sorted((ab.p_permutation, ac.p_permutation))
+    assert sorted((ab.p_holm, ac.p_holm)) == pytest.approx([min(1.0, 2 * low), max(min(1.0, 2 * low), high)])
+    with pytest.raises(ValueError, match="no paired quantity named bwt"):
+        paired_comparisons(runs, [(0, 1)], n_resamples=50, only=("bwt",))
+
+
 def test_a_large_family_draws_enough_sign_flips_to_reject(monkeypatch):
     """After n flips a Monte Carlo p is at least 1/(n + 1); Holm multiplies it by m. Only a
     test whose first p is below α draws the family's number of flips."""

@@ -196,7 +196,8 @@ def _quantities(run: RunErrors, rows: list[int]) -> list[tuple[str, list[np.ndar
 
 
 def paired_comparisons(
-    runs: list[RunErrors], pairs: list[tuple[int, int]], n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+    runs: list[RunErrors], pairs: list[tuple[int, int]], n_resamples: int = 2000, seed: int = 0,
+    confidence: float = 0.95, only: tuple[str, ...] | None = None,
 ) -> list[list[PairedResult]]:
     """Each pair (i, j) of ``runs`` compared with run i as A and run j as B: one list of
     :class:`PairedResult` per pair, the same quantities in the same order for every pair —
@@ -213,7 +214,8 @@ def paired_comparisons(
     p-values of every quantity of every pair (the family is the whole set of tests); the
     verdict names the better run where the adjusted p < 1 − confidence; a permutation test
     whose p may matter draws :func:`sign_flips` flips for the family's size
-    (:func:`_permutation_p`).
+    (:func:`_permutation_p`). ``only``: the labels of a pre-specified family (e.g.
+    ``("backward_transfer",)``): only those quantities are tested, and Holm runs over them.
     """
     if not pairs:
         raise ValueError("no pair of runs to compare")
@@ -225,6 +227,11 @@ def paired_comparisons(
         not np.array_equal(x.errors[:, 0], y.errors[:, 0]) for i, j in pairs for x, y in zip(runs[i].sets, runs[j].sets)
     )
     quantities = _quantities(first, [*([0] if row0_differs else []), *range(1, first.rows)])
+    if only is not None:
+        quantities = [q for q in quantities if q[0] in only]
+        missing = set(only) - {q[0] for q in quantities}
+        if missing:
+            raise ValueError(f"no paired quantity named {', '.join(sorted(missing))} in these runs")
     replicated = {k: _per_set(replicate_matrices(runs[k], n_resamples, seed)) for k in compared}
     flips = sign_flips(len(pairs) * len(quantities), 1 - confidence)
     tested = [

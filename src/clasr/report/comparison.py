@@ -110,10 +110,10 @@ def _metric_cells(run: RunSummary) -> list[str]:
     time = "—" if run.seconds is None else f"{run.seconds:.0f}s"
     if not metrics.get("complete") or "error" in metrics:
         return ["—"] * len(keys) + [time]
-    return [_metric_cell(metrics, key) for key in keys] + [time]
+    return [metric_cell(metrics, key) for key in keys] + [time]
 
 
-def _metric_cell(metrics: dict, key: str) -> str:
+def metric_cell(metrics: dict, key: str) -> str:
     """``value [low, high]`` (signed for the transfers and the general changes),
     ``mean±std [low, high]`` for a sweep."""
     value = scalar_values(metrics).get(key)

@@ -49,9 +49,11 @@ def _sweep_seeds(folder: Path) -> list | None:
     return read_results(folder)[0].get("sweep", {}).get("seeds")
 
 
-def paired_results(folders: list[Path], names: list[str], pairs: list[tuple[int, int]]) -> list[PairedLine]:
+def paired_results(
+    folders: list[Path], names: list[str], pairs: list[tuple[int, int]], only: tuple[str, ...] | None = None
+) -> list[PairedLine]:
     """The table's lines, grouped by quantity (each quantity's pairs in the order of
-    ``pairs``); ValueError naming the runs and the problem when two runs are not comparable
+    ``pairs``; ``only``: a pre-specified family, see :func:`paired_comparisons`); ValueError naming the runs and the problem when two runs are not comparable
     (unfinished, other seeds, other sets or utterances)."""
     for folder in folders:
         if not read_results(folder)[1].get("complete"):
@@ -65,7 +67,7 @@ def paired_results(folders: list[Path], names: list[str], pairs: list[tuple[int,
             check_comparable(errors[i], errors[j])
         except ValueError as error:
             raise ValueError(f"{folders[i]} vs {folders[j]}: {error}") from None
-    compared = paired_comparisons(errors, pairs)
+    compared = paired_comparisons(errors, pairs, only=only)
     return [PairedLine(names[i], names[j], results[q]) for q in range(len(compared[0]))
             for (i, j), results in zip(pairs, compared)]
 
