@@ -90,7 +90,7 @@ DEMO_EXPERIMENT = {  # learning rate: the better of 1e-5 and 3e-5 on every domai
 }
 """Scored at a 12 s window: from 10 s up tiny.en scores real read speech as at 30 s, at 8 s it
 loses accuracy and fine-tuning first wins that back, hiding forgetting of the real set
-(``benchmarks/scoring_window.py``); 12 s costs a fifth of 30 s. Trained at each batch's longest
+(``benchmarks/scoring_window.py``); 12 s costs about a third of 30 s. Trained at each batch's longest
 utterance (``encoder_window: fitted``). 2 epochs a task, chosen against 3 on dev: FT's
 forgetting of the first task and the strategies' protection were detectable at 2, not at 3."""
 

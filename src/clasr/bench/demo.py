@@ -133,7 +133,8 @@ def write_report(runs: list[RunSummary], spec: BenchmarkSpec, output: Path, sett
     names = [run.name for run in runs]
     folders, pairs = [output / name for name in names], run_pairs(names, names[0])
     paired = paired_results(folders, names, pairs) if len(runs) > 1 else []
-    headline = paired_results(folders, names, pairs, only=HEADLINE) if len(runs) > 1 else []
+    with_bwt = len(runs) > 1 and len(runs[0].matrix["tasks"]) > 1  # BWT needs an earlier task
+    headline = paired_results(folders, names, pairs, only=HEADLINE) if with_bwt else []
     if paired:
         write_text(folder / "paired.csv", paired_csv(paired))
     write_text(folder / "README.md", _report_markdown(runs, spec, settings, paired, headline))
