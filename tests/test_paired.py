@@ -242,6 +242,23 @@ def test_against_tests_one_run_against_each_other(tmp_path):
     assert result.exit_code == 2 and "--against needs --paired" in result.output
 
 
+def test_only_tests_the_named_quantities_and_corrects_over_them_alone(tmp_path):
+    folders = [_write(tmp_path, "x-good"), _write(tmp_path, "x-bad", worse=3), _write(tmp_path, "x-copy")]
+    cli = CliRunner()
+    result = cli.invoke(app, ["compare", *map(str, folders), "--paired", "--markdown", "--against", "good",
+                              "--only", "average_wer", "--only", "after b: a"])
+    assert result.exit_code == 0, result.output
+    lines = [line.split(" | ")[0:3] for line in result.output.splitlines() if line.startswith("| after b: a |")
+             or line.startswith("| average_wer |")]
+    assert lines == [["| after b: a", "good", "bad"], ["| after b: a", "good", "copy"],
+                     ["| average_wer", "good", "bad"], ["| average_wer", "good", "copy"]]
+    assert "Holm over all 4 lines" in result.output
+    result = cli.invoke(app, ["compare", *map(str, folders), "--paired", "--only", "bwt"])
+    assert result.exit_code == 2 and "no paired quantity named bwt" in " ".join(result.output.split())
+    result = cli.invoke(app, ["compare", *map(str, folders), "--only", "learning"])
+    assert result.exit_code == 2 and "--only needs --paired" in result.output
+
+
 def test_runs_of_the_same_name_are_named_by_their_folders(tmp_path):
     folders = [_write(tmp_path / "one", "ft"), _write(tmp_path / "two", "ft", worse=3)]
     result = CliRunner().invoke(app, ["compare", *map(str, folders), "--paired", "--markdown", "--against", str(folders[1])])

@@ -289,6 +289,10 @@ def compare(
     csv_path: Optional[Path] = typer.Option(
         None, "--csv", help="with --paired: also write the paired table to this CSV file (fractions, not %)"
     ),
+    only: Optional[list[str]] = typer.Option(
+        None, "--only", help="with --paired: test only this quantity (repeatable; e.g. backward_transfer, learning, "
+        "'after caribbean: real', general/real): a family fixed before looking, Holm over its lines alone",
+    ),
 ) -> None:
     """Runs side by side: every run's WER rows after each task, with Average WER, BWT, learning, FWT,
     each general set's change (95 % intervals) and time — e.g. strategies started with `clasr run …
@@ -305,8 +309,9 @@ def compare(
     if len(columns) > 1:
         _fail("the runs score different tasks or general sets: " + "; ".join(
             f"{r.name}: {', '.join(r.matrix['tasks'] + r.matrix['general'])}" for r in runs))
-    if (against is not None or csv_path is not None) and not paired:
-        _fail(f"{'--against' if against is not None else '--csv'} needs --paired")
+    needs_paired = [flag for flag, value in (("--against", against), ("--csv", csv_path), ("--only", only)) if value]
+    if needs_paired and not paired:
+        _fail(f"{needs_paired[0]} needs --paired")
     if paired and len(runs) < 2:
         _fail("--paired needs at least two runs")
     if csv_path is not None and csv_path.is_dir():  # an atomic write would replace the folder
@@ -317,7 +322,7 @@ def compare(
     given = {folder.resolve(): name for folder, name in zip(results, names)}
     against = given.get(Path(against).resolve(), against) if against is not None else None
     try:
-        tests = paired_results(results, names, run_pairs(names, against)) if paired else []
+        tests = paired_results(results, names, run_pairs(names, against), tuple(only) if only else None) if paired else []
     except (FileNotFoundError, ValueError) as error:
         _fail(f"paired tests refused: {error}")
     if csv_path is not None:
