@@ -101,7 +101,7 @@ def test_a_pre_specified_family_tests_only_its_quantities_and_holm_runs_over_the
         assert (result.difference, *result.interval) == pytest.approx((full.difference, *full.interval))
     low, high = sorted((ab.p_permutation, ac.p_permutation))
     assert sorted((ab.p_holm, ac.p_holm)) == pytest.approx([min(1.0, 2 * low), max(min(1.0, 2 * low), high)])
-    with pytest.raises(ValueError, match="no paired quantity named bwt"):
+    with pytest.raises(ValueError, match=r"no paired quantity named bwt in these runs \(they have: after t0: t0, "):
         paired_comparisons(runs, [(0, 1)], n_resamples=50, only=("bwt",))
 
 

@@ -291,7 +291,8 @@ def compare(
     ),
     only: Optional[list[str]] = typer.Option(
         None, "--only", help="with --paired: test only this quantity (repeatable; e.g. backward_transfer, learning, "
-        "'after caribbean: real', general/real): a family fixed before looking, Holm over its lines alone",
+        "'after caribbean: real'; a wrong name lists the runs' quantities): a family fixed before looking, Holm over "
+        "its lines alone",
     ),
 ) -> None:
     """Runs side by side: every run's WER rows after each task, with Average WER, BWT, learning, FWT,

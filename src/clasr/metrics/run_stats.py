@@ -228,10 +228,11 @@ def paired_comparisons(
     )
     quantities = _quantities(first, [*([0] if row0_differs else []), *range(1, first.rows)])
     if only is not None:
-        quantities = [q for q in quantities if q[0] in only]
         missing = set(only) - {q[0] for q in quantities}
         if missing:
-            raise ValueError(f"no paired quantity named {', '.join(sorted(missing))} in these runs")
+            raise ValueError(f"no paired quantity named {', '.join(sorted(missing))} in these runs "
+                             f"(they have: {', '.join(q[0] for q in quantities)})")
+        quantities = [q for q in quantities if q[0] in only]
     replicated = {k: _per_set(replicate_matrices(runs[k], n_resamples, seed)) for k in compared}
     flips = sign_flips(len(pairs) * len(quantities), 1 - confidence)
     tested = [

@@ -53,8 +53,9 @@ def paired_results(
     folders: list[Path], names: list[str], pairs: list[tuple[int, int]], only: tuple[str, ...] | None = None
 ) -> list[PairedLine]:
     """The table's lines, grouped by quantity (each quantity's pairs in the order of
-    ``pairs``; ``only``: a pre-specified family, see :func:`paired_comparisons`); ValueError naming the runs and the problem when two runs are not comparable
-    (unfinished, other seeds, other sets or utterances)."""
+    ``pairs``; ``only``: a pre-specified family, see :func:`paired_comparisons`); ValueError
+    naming the runs and the problem when two runs are not comparable (unfinished, other
+    seeds, other sets or utterances)."""
     for folder in folders:
         if not read_results(folder)[1].get("complete"):
             raise ValueError(f"{folder}: the run is not finished")
