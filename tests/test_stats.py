@@ -1,6 +1,7 @@
 """Bootstrap intervals, paired tests and Holm against brute force and scipy on synthetic data."""
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -113,6 +114,17 @@ def test_wilcoxon_known_answers():
     assert wilcoxon_signed_rank(np.zeros(10)) == (0.0, 1.0)
     assert wilcoxon_signed_rank(np.arange(1, 41))[1] < 1e-6  # all differences positive
     assert wilcoxon_signed_rank(np.array([-1.0, 1.0] * 20))[1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("d", [[0.0, 2.0], [3.0, 3.0, 3.0, 0.0], [-1.0, -1.0]])
+def test_wilcoxon_with_every_nonzero_difference_tied_has_the_smallest_variance(d):
+    """All m tied: σ² = 3m(m+1)²/48 > 0 (0.25 at m = 1), the normal approximation still defined."""
+    statistic, p = wilcoxon_signed_rank(np.array(d))
+    m = np.count_nonzero(d)
+    z = (statistic - m * (m + 1) / 4) / np.sqrt(3 * m * (m + 1) ** 2 / 48)
+    assert p == pytest.approx(math.erfc(abs(z) / math.sqrt(2)), rel=1e-12)
+    reference = scipy_stats.wilcoxon(d, zero_method="wilcox", correction=False, method="approx")
+    assert p == pytest.approx(reference.pvalue, rel=1e-12)
 
 
 def _permutation_reference(d, n_resamples):

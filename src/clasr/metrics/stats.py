@@ -106,6 +106,7 @@ def wilcoxon_signed_rank(contributions: np.ndarray) -> tuple[float, float]:
     W = min(W+, W−), the smaller of the rank sums of positive and negative d_u. Normal
     approximation: z = (W − m(m+1)/4) / σ, σ² = m(m+1)(2m+1)/24 − Σ_t (t³ − t)/48 over
     groups of t tied |d_u|; p = 2 Φ(−|z|). Returns (W, p); (0, 1) when every d_u is 0.
+    With m ≥ 1 the variance is positive: all m tied is its smallest, 3m(m+1)²/48 ≥ 0.25.
     """
     d = np.asarray(contributions, dtype=float).ravel()
     d = d[d != 0]
@@ -116,8 +117,6 @@ def wilcoxon_signed_rank(contributions: np.ndarray) -> tuple[float, float]:
     statistic = min(ranks[d > 0].sum(), ranks[d < 0].sum())
     _, ties = np.unique(np.abs(d), return_counts=True)
     variance = m * (m + 1) * (2 * m + 1) / 24 - np.sum(ties.astype(float) ** 3 - ties) / 48
-    if variance <= 0:
-        return float(statistic), 1.0
     z = (statistic - m * (m + 1) / 4) / math.sqrt(variance)
     return float(statistic), float(math.erfc(abs(z) / math.sqrt(2)))
 
