@@ -386,3 +386,72 @@ def test_lora_rank_bounds_are_inclusive_of_min_dimension_and_exclusive_of_zero()
     for r in (0, 5):
         with pytest.raises(ValueError, match=rf"rank {r} outside 1\.\.4"):
             LoRALinear(nn.Linear(8, 4), r=r)
+
+
+def test_pissa_config_builds_the_layer_it_describes(monkeypatch):
+    """Every key of a PiSSA ``adapter:`` section reaches the layer: rsLoRA's α/√r, the dropout,
+    the SVD method with its iterations and oversampling, and describe()'s facts."""
+    sketches = []
+    original = torch.svd_lowrank
+    monkeypatch.setattr(torch, "svd_lowrank", lambda m, q, niter: sketches.append((q, niter)) or original(m, q=q, niter=niter))
+    settings = {"type": "pissa", "r": 4, "alpha": 2.0, "dropout": 0.25, "rslora": True,
+                "svd": "randomized", "niter": 1, "oversample": 2}
+    layer = parse(settings).build(nn.Linear(64, 48))
+    assert sketches == [(4 + 2, 1)]
+    assert layer.scaling == pytest.approx(1.0)  # α/√r = 2/2, not α/r = 0.5
+    assert isinstance(layer.dropout, nn.Dropout) and layer.dropout.p == 0.25
+    facts = layer.describe()
+    assert (facts["svd"], facts["scaling"], facts["type"]) == ("randomized", pytest.approx(1.0), "pissa")
+    assert parse({"type": "pissa", "r": 4}).build(nn.Linear(64, 48)).describe()["svd"] == "exact"
+    assert sketches == [(6, 1)]  # the exact SVD does not sketch
+
+
+@pytest.mark.parametrize(("shape", "oversample", "sketch"), [((48, 64), 3, 7), ((6, 64), 8, 6)])
+def test_pissa_randomized_svd_sketches_r_plus_oversample_columns_capped_by_the_shape(monkeypatch, shape, oversample, sketch):
+    """torch.svd_lowrank gets q = min(r + oversample, out, in) and the layer's niter; the
+    direct constructor's defaults are r 8, niter 4, oversample 8."""
+    calls = []
+    original = torch.svd_lowrank
+
+    def spy(matrix, q, niter):
+        calls.append((q, niter))
+        return original(matrix, q=q, niter=niter)
+
+    monkeypatch.setattr(torch, "svd_lowrank", spy)
+    PiSSALinear(nn.Linear(shape[1], shape[0]), r=4, svd="randomized", niter=3, oversample=oversample)
+    PiSSALinear(nn.Linear(64, 48), svd="randomized")
+    assert calls == [(sketch, 3), (16, 4)]
+    assert PiSSALinear(nn.Linear(64, 48)).r == 8
+
+
+def test_pissa_principal_factors_take_the_base_dtype():
+    layer = PiSSALinear(nn.Linear(24, 16).double(), r=4)
+    assert layer.pissa_B0.dtype == layer.pissa_A0.dtype == layer.lora_A.dtype == torch.float64
+    assert torch.equal(layer.delta_weight(), torch.zeros(16, 24, dtype=torch.float64))
+
+
+def test_adapters_refuse_a_layer_that_is_not_linear_by_its_type():
+    with pytest.raises(TypeError, match=r"^adapters wrap nn\.Linear, got Conv1d$"):
+        LoRALinear(nn.Conv1d(4, 4, 1), r=1)
+
+
+def test_describe_and_repr_name_the_type_shape_and_trainable_count():
+    adapter, _ = make("lora")
+    expected = {"type": "lora", "in": IN, "out": OUT, "params": 4 * (IN + OUT)}
+    assert {key: adapter.describe()[key] for key in expected} == expected
+    assert adapter.extra_repr().startswith(f"type=lora, in={IN}, out={OUT}, params={4 * (IN + OUT)}, ")
+    assert f"  type=lora, in={IN}" in repr(adapter)
+
+
+def test_a_merged_adapter_keeps_w_in_a_buffer_that_moves_with_the_module_and_is_not_saved():
+    """While merged, W is a non-persistent buffer: ``.to()`` converts it with the module (a
+    merged model moved to another device or dtype can still unmerge there), and the state dict
+    does not carry it (a merged adapter's checkpoint loads into an unmerged one)."""
+    adapter, reference = make("lora")
+    train_steps(adapter)
+    adapter.merge()
+    assert "unmerged_weight" not in adapter.state_dict()
+    adapter.to(torch.float64)
+    assert adapter.unmerged_weight.dtype == torch.float64
+    adapter.unmerge()
+    assert torch.equal(adapter.base.weight, reference.weight.double())
