@@ -27,5 +27,6 @@ declare -A VARIANT_ARGS=(
   [ssvd-o]="--set adapter.type=ssvd_o $SSVD"
   [blora]="--set adapter.type=blora $LORA"
   [centralize]="--strategy centralize --set adapter.type=lora $LORA"
+  [centralize-paper]="--strategy centralize --set strategy.preset=paper --set adapter.type=lora $LORA"
   [swap-lora]="--strategy swap --set adapter.type=lora $LORA"
 )
