@@ -455,3 +455,73 @@ def test_a_merged_adapter_keeps_w_in_a_buffer_that_moves_with_the_module_and_is_
     assert adapter.unmerged_weight.dtype == torch.float64
     adapter.unmerge()
     assert torch.equal(adapter.base.weight, reference.weight.double())
+
+
+def test_blora_training_draws_factors_from_the_posterior_and_eval_uses_the_means():
+    """A = μ^A + σ^A ⊙ ε, B likewise: over many draws the standardised factors are N(0, 1)
+    (a sign-flipped ε has the same law; anything else, e.g. σ / ε, does not)."""
+    torch.manual_seed(0)
+    layer = BLoRALinear(nn.Linear(IN, OUT), r=4)
+    with torch.no_grad():
+        layer.mu_A.fill_(0.3), layer.log_std_A.fill_(math.log(0.5))
+        layer.mu_B.fill_(-1.0), layer.log_std_B.fill_(math.log(2.0))
+    layer.train()
+    draws = [layer.factors() for _ in range(400)]
+    for index, (mean, std) in enumerate(((0.3, 0.5), (-1.0, 2.0))):
+        z = (torch.stack([draw[index] for draw in draws]) - mean) / std
+        assert abs(z.mean().item()) < 0.02 and z.std().item() == pytest.approx(1.0, abs=0.02)
+    layer.eval()
+    a, b = layer.factors()
+    assert a is layer.mu_A and b is layer.mu_B
+
+
+def test_blora_layer_defaults_and_every_config_key_reach_the_layer():
+    """BLoRALinear's defaults (r 8, α 16 with s = α/r, σ_p 1, σ 1e-3, β 1, KL / tokens) are the
+    config's; μ^A Kaiming-uniform, μ^B 0, all four tensors in the base layer's dtype; every key
+    of an ``adapter:`` section reaches the layer and its facts."""
+    torch.manual_seed(0)
+    layer = BLoRALinear(nn.Linear(1024, 64).double())
+    facts = layer.describe()
+    expected = {"type": "blora", "r": 8, "alpha": 16.0, "prior_std": 1.0, "beta": 1.0, "kl_scale": "tokens",
+                "kl_divisor": None}
+    assert {key: facts[key] for key in expected} == expected
+    assert layer.scaling == 2.0  # α/r, not rsLoRA's α/√r
+    assert parse({"type": "blora"}).build(nn.Linear(1024, 64)).describe() == {**facts}
+    tensors = (layer.mu_A, layer.log_std_A, layer.mu_B, layer.log_std_B)
+    assert all(t.dtype == torch.float64 for t in tensors)
+    assert torch.all(layer.log_std_A == math.log(1e-3)) and torch.all(layer.log_std_B == math.log(1e-3))
+    bound = 1 / math.sqrt(1024)
+    assert layer.mu_A.abs().max() <= bound and layer.mu_A.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+    assert not layer.mu_B.any()
+
+    settings = {"type": "blora", "r": 4, "alpha": 2.0, "prior_std": 0.1, "init_std": 0.01, "beta": 3.0,
+                "kl_scale": "utterances"}
+    built = parse(settings).build(nn.Linear(IN, OUT))
+    facts = built.describe()
+    assert {key: facts[key] for key in ("r", "alpha", "prior_std", "beta", "kl_scale")} == \
+        {key: settings[key] for key in ("r", "alpha", "prior_std", "beta", "kl_scale")}
+    assert built.scaling == 0.5 and torch.allclose(built.log_std_A, torch.tensor(math.log(0.01)))
+
+
+@pytest.mark.parametrize("scale", ["tokens", "utterances"])
+def test_blora_kl_divisor_accepts_a_one_item_training_set_and_refuses_an_empty_one(scale):
+    layer = BLoRALinear(nn.Linear(IN, OUT), r=2, kl_scale=scale)
+    with pytest.raises(RuntimeError, match=r"^call prepare\(\) with the task's training set before using the BLoRA KL term$"):
+        layer.extra_loss()
+    layer.prepare(TrainingSet(utterances=1, target_tokens=1))
+    assert layer.kl_divisor == 1 and torch.equal(layer.extra_loss(), layer.kl())
+    empty = TrainingSet(utterances=0, target_tokens=0)
+    with pytest.raises(ValueError, match="non-empty training set"):
+        layer.prepare(empty)
+
+
+def test_blora_sparsity_facts_by_hand():
+    """task_facts and sparsity() count |entries| below the threshold, by hand on set means."""
+    layer = BLoRALinear(nn.Linear(4, 2), r=2)
+    with torch.no_grad():
+        layer.mu_A.copy_(torch.tensor([[1e-4, 0.2, 0.6, 1.0], [0.0, -0.4, 2e-3, 0.3]]))
+        layer.mu_B.copy_(torch.tensor([[0.7, 0.0], [0.0, 0.0]]))
+    # ΔW = s·μ^B μ^A with s = 8: row 0 = 5.6 · μ^A[0] (1e-4 → 5.6e-4 is the only one below 1e-3), row 1 = 0
+    assert BLoRALinear.task_facts([layer]) == {"update_sparsity_below_1e-3": 5 / 8,
+                                              "posterior_mean_sparsity_below_1e-3": 5 / 12}
+    assert layer.sparsity(threshold=0.5) == {"delta_w": 5 / 8, "params": 9 / 12}  # 5.6e-4 and row 1; 6 of μ^A, 3 of μ^B

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
 from pydantic import TypeAdapter
+from safetensors.torch import save_file
 from torch import nn
 
 from clasr.adapters import (
@@ -225,3 +227,39 @@ def test_blora_kl_and_sparsity_in_model(model):
     a_small = sum(int((a.mu_A.abs() < 1e-3).sum()) for a in adapters)
     assert posterior_mean_sparsity(adapters) == (b_means + a_small) / (a_means + b_means)
     assert a_small < 0.05 * a_means
+
+
+def test_remove_adapters_merges_by_default_and_keeps_an_already_merged_update(model):
+    features, labels = batch(model)
+    inject_adapters(model, parse({"type": "lora", "r": 4}))
+    train_steps(model)
+    adapted = logits(model, features, labels)
+    kept = copy.deepcopy(model)
+    remove_adapters(model)
+    assert (logits(model, features, labels) - adapted).abs().max().item() <= 1e-5
+    merge_all(kept)
+    remove_adapters(kept, merge=True)  # merged already: W' stays
+    assert (logits(kept, features, labels) - adapted).abs().max().item() <= 1e-5
+
+
+def test_adapter_loading_refusals_name_what_is_wrong(model, tmp_path):
+    config = parse({"type": "lora", "r": 4})
+    inject_adapters(model, config)
+    with pytest.raises(ValueError, match=r"^model already has adapters; merge or remove them first$"):
+        inject_adapters(model, config)
+    state = adapter_state_dict(model)
+    extra = {f"stray.{i}": torch.zeros(1) for i in range(7)}
+    with pytest.raises(ValueError) as refused:
+        load_adapter_state_dict(model, {**state, **extra})
+    assert str(refused.value) == f"adapter state does not fit the model: missing [], unexpected {sorted(extra)[:5]}"
+    name = next(iter(state))
+    wrong = {**state, name: torch.zeros(3, 5)}
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{name}: shape (3, 5), the model has {tuple(state[name].shape)}')}$"):
+        load_adapter_state_dict(model, wrong)
+    merge_all(model)
+    with pytest.raises(ValueError, match=r"^unmerge the adapters before loading adapter weights$"):
+        load_adapter_state_dict(model, state)
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(1)}, str(other))
+    with pytest.raises(ValueError, match=f"^{re.escape(str(other))} is not a clasr adapter file$"):
+        load_adapters(model, other)
