@@ -19,7 +19,7 @@ from clasr.adapters import (
     split_budget,
 )
 from clasr.adapters.base import TrainingSet
-from clasr.adapters.ssvd import rotation, ssvd_params
+from clasr.adapters.ssvd import rotation, skew, ssvd_params
 
 IN, OUT = 24, 16
 CONFIGS = {
@@ -525,3 +525,63 @@ def test_blora_sparsity_facts_by_hand():
     assert BLoRALinear.task_facts([layer]) == {"update_sparsity_below_1e-3": 5 / 8,
                                               "posterior_mean_sparsity_below_1e-3": 5 / 12}
     assert layer.sparsity(threshold=0.5) == {"delta_w": 5 / 8, "params": 9 / 12}  # 5.6e-4 and row 1; 6 of μ^A, 3 of μ^B
+
+
+def test_rotation_maps_against_their_closed_forms_in_two_dimensions():
+    """K = [[0, θ], [−θ, 0]]: exp(K) = [[cos θ, sin θ], [−sin θ, cos θ]] and the Cayley map
+    (I + K)⁻¹(I − K) = [[1 − θ², −2θ], [2θ, 1 − θ²]] / (1 + θ²)."""
+    theta = 0.7
+    upper = torch.tensor([theta])
+    c, s = math.cos(theta), math.sin(theta)
+    assert torch.allclose(rotation(upper, 2, "expm"), torch.tensor([[c, s], [-s, c]], dtype=torch.float64))
+    cayley = torch.tensor([[1 - theta**2, -2 * theta], [2 * theta, 1 - theta**2]], dtype=torch.float64) / (1 + theta**2)
+    assert torch.allclose(rotation(upper, 2, "cayley"), cayley)
+
+
+@pytest.mark.parametrize("settings", [{"type": "ssvd", "k": 3, "rotation": "expm"},
+                                      {"type": "ssvd", "budget": 40, "rotation": "expm"},
+                                      {"type": "ssvd_o", "k_in": 3, "k_out": 3, "rotation": "expm"},
+                                      {"type": "ssvd_o", "budget_rank": 1, "rotation": "expm"}])
+def test_ssvd_rotation_setting_reaches_both_rotations(settings):
+    layer = parse(settings).build(nn.Linear(IN, OUT))
+    assert layer.describe()["rotation"] == "expm"
+    with torch.no_grad():
+        for upper in (layer.inner, layer.outer):
+            if upper is not None:
+                upper.copy_(torch.linspace(0.2, 0.9, upper.numel()))
+    for upper, k, g in zip((layer.inner, layer.outer), (layer.k_in, layer.k_out), layer.rotations()):
+        expected = torch.eye(k) if upper is None else torch.linalg.matrix_exp(skew(upper.detach().double(), k)).float()
+        assert torch.allclose(g, expected, atol=1e-6)
+        if upper is not None:
+            assert not torch.allclose(g, torch.eye(k), atol=1e-2)
+
+
+def test_ssvd_layer_facts_defaults_bounds_and_dtype():
+    """Type (ssvd without k', ssvd_o with it), the budget recorded only when it chose k, the
+    direct constructor's defaults (k' = 0, Cayley), k from 1 to the layer's rank, no
+    parameter where nothing rotates, and every tensor in the base layer's dtype."""
+    assert parse({"type": "ssvd", "k": 3}).build(nn.Linear(IN, OUT)).describe()["budget"] is None
+    budgeted = parse({"type": "ssvd", "budget_rank": 1}).build(nn.Linear(IN, OUT)).describe()
+    assert (budgeted["type"], budgeted["budget"]) == ("ssvd", IN + OUT)
+    assert parse({"type": "ssvd_o", "k_in": 3, "k_out": 2}).build(nn.Linear(IN, OUT)).describe()["type"] == "ssvd_o"
+    direct = SSVDLinear(nn.Linear(8, 4), 3)
+    assert (direct.kind, direct.k_out, direct.rotation_map, direct.outer) == ("ssvd", 0, "cayley", None)
+    assert {name for name, _ in direct.named_parameters() if not name.startswith("base.")} == {"inner", "shift"}
+    assert SSVDLinear(nn.Linear(8, 4), 1).inner is None and SSVDLinear(nn.Linear(8, 4), 4).shift.shape == (4,)
+    for k_in, k_out in ((0, 0), (5, 0), (2, 5), (-1, 2)):
+        with pytest.raises(ValueError, match=rf"^need 0 <= k_in, k_out and 1 <= max\(k_in, k_out\) <= 4; got {k_in}, {k_out}$"):
+            SSVDLinear(nn.Linear(8, 4), k_in, k_out)
+    wide = SSVDLinear(nn.Linear(8, 4).double(), 3, 1)
+    assert {t.dtype for t in (wide.svd_U, wide.svd_S, wide.svd_V, wide.shift, wide.inner, *wide.rotations())} == {torch.float64}
+    half = SSVDLinear(nn.Linear(8, 4).to(torch.bfloat16), 2)
+    assert half.delta_weight().dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(("budget", "ratio", "expected"), [
+    (12, 0.5, (3, 3)),  # inner share 6 = ssvd_params(3, 0) exactly: k = 3 fits
+    (9, 0.0, (0, 3)),   # all to the outer: ssvd_params(0, 4) = 10 > 9
+    (4, 0.0, (0, 2)),   # k' = 2 is the smallest outer rotation kept
+    (2, 0.0, (0, 0)),   # k' = 1 rotates nothing: dropped
+])
+def test_split_budget_by_hand(budget, ratio, expected):
+    assert split_budget(budget, ratio, max_k=10) == expected

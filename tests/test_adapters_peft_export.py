@@ -7,9 +7,11 @@ import json
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from clasr.adapters import (
     DoRAConfig,
+    DoRALinear,
     LoRAConfig,
     LoRALinear,
     SSVDConfig,
@@ -18,7 +20,7 @@ from clasr.adapters import (
     inject_adapters,
     merge_all,
 )
-from clasr.adapters.peft_export import save_peft_lora
+from clasr.adapters.peft_export import peft_lora_config, save_peft_lora
 
 import peft  # noqa: E402  test oracle, a dev dependency
 from peft.tuners.lora import LoraLayer  # noqa: E402
@@ -138,5 +140,52 @@ def test_refuses_merged_adapters(tiny_bundle, tmp_path):
     inject_adapters(model, LoRAConfig(type="lora", r=4, alpha=8, targets=TargetConfig(preset="attention_qv")))
     merge_all(model)
     with pytest.raises(ValueError, match="merged"):
+        save_peft_lora(model, tmp_path / "peft")
+    assert not (tmp_path / "peft").exists()
+
+
+def test_config_is_what_peft_itself_writes_for_the_same_settings(tiny_bundle, tmp_path):
+    """Every key of adapter_config.json is one of peft's LoraConfig with peft's own value for
+    these settings (non-whole α, dropout, the model's name); the weights file carries peft's
+    metadata; an explicit base model name wins over the model's."""
+    model, _ = adapted_pair(tiny_bundle, LoRAConfig(type="lora", r=4, alpha=2.5, dropout=0.1,
+                                                    targets=TargetConfig(preset="attention_qv")))
+    model.config.name_or_path = "clasr/tiny-test"
+    save_peft_lora(model, tmp_path / "peft")
+    written = json.loads((tmp_path / "peft" / "adapter_config.json").read_text("utf-8"))
+    reference = peft.LoraConfig(r=4, lora_alpha=2.5, lora_dropout=0.1, target_modules=written["target_modules"],
+                                inference_mode=True, base_model_name_or_path="clasr/tiny-test").to_dict()
+    assert set(written) <= set(reference)
+    assert set(written.pop("target_modules")) == set(reference["target_modules"])
+    assert written == {key: reference[key] for key in written}
+    with safe_open(str(tmp_path / "peft" / "adapter_model.safetensors"), framework="pt") as handle:
+        assert handle.metadata() == {"format": "pt"}
+
+    save_peft_lora(model, tmp_path / "named", base_model_name_or_path="openai/whisper-tiny.en")
+    named = json.loads((tmp_path / "named" / "adapter_config.json").read_text("utf-8"))
+    assert named["base_model_name_or_path"] == "openai/whisper-tiny.en"
+    plain, _ = adapted_pair(tiny_bundle, LoRAConfig(type="lora", r=4, alpha=8, targets=TargetConfig(preset="attention_qv")))
+    plain.config.name_or_path = ""
+    config = peft_lora_config(plain)
+    assert config["base_model_name_or_path"] is None and config["lora_dropout"] == 0.0
+    assert type(config["lora_alpha"]) is int and config["lora_alpha"] == 8
+
+
+def test_refusals_name_what_the_peft_format_cannot_hold(tiny_bundle, tmp_path):
+    model = copy.deepcopy(tiny_bundle.model)
+    with pytest.raises(ValueError, match=r"^the model has no adapters to export$"):
+        save_peft_lora(model, tmp_path / "peft")
+    inject_adapters(model, LoRAConfig(type="lora", r=4, targets=TargetConfig(preset="attention_qv")))
+    first = next(iter(adapter_modules(model).values()))
+    first.dropout = torch.nn.Dropout(0.1)
+    with pytest.raises(ValueError, match=r"^the PEFT format holds one lora_dropout for all layers; the adapters have \[0\.0, 0\.1\]$"):
+        save_peft_lora(model, tmp_path / "peft")
+    first.rslora = True
+    with pytest.raises(ValueError, match=r"^the PEFT format holds one use_rslora for all layers; the adapters have \[False, True\]$"):
+        save_peft_lora(model, tmp_path / "peft")
+    name, _ = next(iter(adapter_modules(model).items()))
+    parent, child = name.rsplit(".", 1)
+    setattr(model.get_submodule(parent), child, DoRALinear(torch.nn.Linear(4, 4), r=2))
+    with pytest.raises(ValueError, match=r"^the PEFT format holds one use_dora for all layers; the adapters have \[False, True\]$"):
         save_peft_lora(model, tmp_path / "peft")
     assert not (tmp_path / "peft").exists()

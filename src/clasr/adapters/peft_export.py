@@ -39,7 +39,6 @@ for every layer. Each of these is a ``ValueError``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections import Counter
@@ -60,11 +59,10 @@ KEY_PREFIX = "base_model.model."
 
 
 def _export_alpha(adapter: LoRALinear) -> float | int:
-    """α such that peft's scale (α/r, or α/√r) equals the adapter's actual ``scaling``."""
-    root = math.sqrt(adapter.r) if adapter.rslora else adapter.r
-    alpha = adapter.alpha if math.isclose(adapter.alpha / root, adapter.scaling, rel_tol=1e-12) \
-        else adapter.scaling * root
-    return int(alpha) if float(alpha).is_integer() else float(alpha)
+    """peft's ``lora_alpha``: the adapter's α, whose peft scale (α/r, or α/√r with
+    ``use_rslora``) is the adapter's ``scaling`` by construction (:func:`clasr.adapters.lora.lora_scaling`);
+    an int when whole, as peft writes it."""
+    return int(adapter.alpha) if float(adapter.alpha).is_integer() else float(adapter.alpha)
 
 
 def _dropout(adapter: LoRALinear) -> float:

@@ -74,9 +74,10 @@ def ssvd_params(k_in: int, k_out: int) -> int:
 
 
 def split_budget(budget: int, ratio: float, max_k: int) -> tuple[int, int]:
-    """(k, k') spending a share ``ratio`` of ``budget`` on the inner subspace, the rest on the outer."""
+    """(k, k') spending a share ``ratio`` of ``budget`` on the inner subspace, the rest on the outer
+    (k = 0 always fits, and a k' of 1 rotates nothing, so it becomes 0)."""
     inner_share = int(ratio * budget)
-    k_in = max((k for k in range(max_k + 1) if ssvd_params(k, 0) <= inner_share), default=0)
+    k_in = max(k for k in range(max_k + 1) if ssvd_params(k, 0) <= inner_share)
     outer_share = budget - inner_share
     k_out = max(k for k in range(max_k + 1) if ssvd_params(k_in, k) - ssvd_params(k_in, 0) <= outer_share)
     return k_in, (k_out if k_out >= 2 else 0)
