@@ -375,6 +375,7 @@ def test_lora_layer_defaults_to_kaiming_and_takes_the_base_dtype():
     torch.manual_seed(0)
     layer = LoRALinear(nn.Linear(1024, 256).double(), r=64)
     assert layer.lora_A.dtype == layer.lora_B.dtype == torch.float64
+    assert (LoRALinear(nn.Linear(16, 16)).r, LoRALinear(nn.Linear(16, 16)).alpha) == (8, 16.0)  # peft's r, clasr's α
     bound = 1 / math.sqrt(1024)
     assert layer.lora_A.abs().max() <= bound and layer.lora_A.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.03)
     assert not layer.lora_B.any()
