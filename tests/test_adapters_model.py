@@ -252,6 +252,10 @@ def test_adapter_loading_refusals_name_what_is_wrong(model, tmp_path):
     with pytest.raises(ValueError) as refused:
         load_adapter_state_dict(model, {**state, **extra})
     assert str(refused.value) == f"adapter state does not fit the model: missing [], unexpected {sorted(extra)[:5]}"
+    kept = dict(list(state.items())[7:])
+    with pytest.raises(ValueError) as refused:
+        load_adapter_state_dict(model, kept)
+    assert str(refused.value) == f"adapter state does not fit the model: missing {sorted(state.keys() - kept.keys())[:5]}, unexpected []"
     name = next(iter(state))
     wrong = {**state, name: torch.zeros(3, 5)}
     with pytest.raises(ValueError, match=f"^{re.escape(f'{name}: shape (3, 5), the model has {tuple(state[name].shape)}')}$"):

@@ -189,3 +189,9 @@ def test_refusals_name_what_the_peft_format_cannot_hold(tiny_bundle, tmp_path):
     with pytest.raises(ValueError, match=r"^the PEFT format holds one use_dora for all layers; the adapters have \[False, True\]$"):
         save_peft_lora(model, tmp_path / "peft")
     assert not (tmp_path / "peft").exists()
+
+
+def test_a_model_without_a_transformers_config_exports_without_a_base_name():
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4))
+    inject_adapters(model, LoRAConfig(type="lora", r=2, targets=TargetConfig(preset=None, patterns=["0"])))
+    assert peft_lora_config(model)["base_model_name_or_path"] is None
