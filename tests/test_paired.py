@@ -317,3 +317,51 @@ def test_a_sweep_flips_each_utterance_with_all_its_seeds():
     assert swept.p_permutation > 0.05 and swept.verdict == VERDICT_NONE
     per_seed = (a_errors[:, 1] - b_errors[:, 1]) / (seeds * words.sum())
     assert run_stats.sign_flip_test(per_seed, 10000, 0) < swept.p_permutation  # what flipping seeds apart would say
+
+
+def test_a_sweep_s_paired_interval_is_that_of_its_seed_mean_run():
+    """Resampling utterances with all their seeds: the interval of a 3-seed sweep lies around
+    its difference with the width of the seed-mean run's (the seeds averaged, not summed), at
+    the confidence asked for, and the seed of the bootstrap reaches it."""
+    rng = np.random.default_rng(8)
+    n, seeds = 60, 3
+    ids, words = tuple(f"u{u}" for u in range(n)), rng.integers(5, 12, n)
+    a_errors = rng.integers(0, 4, size=(seeds, 2, n))
+    b_errors = a_errors + np.array([0, 1])[None, :, None] * rng.integers(0, 3, size=(seeds, 1, n))
+
+    def run(errors):
+        return RunErrors([SetErrors("a", ids, errors, words)], [], ("foundation", "after a"))
+
+    def interval(a, b, **options):
+        return {r.quantity: r for r in paired_comparison(run(a), run(b), n_resamples=2000, **options)}["after a: a"]
+
+    swept, mean = interval(a_errors, b_errors), interval(a_errors.mean(0, keepdims=True), b_errors.mean(0, keepdims=True))
+    assert swept.interval[0] < swept.difference < swept.interval[1]
+    assert np.allclose(swept.interval, mean.interval, rtol=0.15)
+    narrow = interval(a_errors, b_errors, confidence=0.5).interval
+    assert swept.interval[0] < narrow[0] < narrow[1] < swept.interval[1]
+    assert interval(a_errors, b_errors, seed=7).interval != swept.interval
+
+
+def test_each_general_set_s_change_is_its_own_set_s():
+    """Two general sets: general/<name> is that set's change from the foundation to the end."""
+    runs = _random_runs(2, tasks=2, shift_row0_of=1)
+    for run in runs:
+        second = run.general[0]
+        run.general.append(SetErrors("h", second.ids, second.errors[:, :, ::-1].copy() * 2, second.words[::-1].copy()))
+    by_name = {r.quantity: r for r in paired_comparisons(runs, [(0, 1)], n_resamples=100)[0]}
+    for name in ("g", "h"):
+        changes = []
+        for run in runs:
+            R, G = matrices(run)
+            changes.append(continual_metrics(R[0], {k: v[0] for k, v in G.items()})["general"][name]["change"])
+        assert by_name[f"general/{name}"].difference == pytest.approx(changes[0] - changes[1])
+
+
+@pytest.mark.parametrize(("difference", "p_holm", "higher_better", "verdict"), [
+    (1.0, 0.01, False, "B better"), (1.0, 0.01, True, "A better"), (-1.0, 0.01, False, "A better"),
+    (0.0, 0.001, True, VERDICT_NONE), (1.0, 0.05, True, VERDICT_NONE), (1.0, 0.0499, True, "A better"),
+])
+def test_verdict_at_its_edges(difference, p_holm, higher_better, verdict):
+    """p Holm must be below α (0.05 itself is not), and a zero difference favours nobody."""
+    assert run_stats._verdict(difference, p_holm, higher_better, 0.05) == verdict
