@@ -79,6 +79,12 @@ def test_metric_intervals_match_a_brute_force_loop_over_replicates():
         replicate_values["general/g"].append(np.mean([m["general"]["g"]["change"] for m in per_seed]))
     for key, values in replicate_values.items():
         assert found["metrics"][key] == pytest.approx(list(np.percentile(values, [2.5, 97.5])), rel=1e-10), key
+    narrow = intervals(run, n_resamples=200, seed=3, confidence=0.5)
+    for key, values in replicate_values.items():
+        assert narrow["metrics"][key] == pytest.approx(list(np.percentile(values, [25, 75])), rel=1e-10), key
+    cells = np.array(found["cells"]), np.array(narrow["cells"])
+    assert np.all(cells[0][..., 0] <= cells[1][..., 0]) and np.all(cells[1][..., 1] <= cells[0][..., 1])
+    assert np.any(cells[0] != cells[1])
 
 
 def test_paired_bootstrap_agrees_with_scipy_bootstrap():
