@@ -389,28 +389,9 @@ def test_lora_rank_bounds_are_inclusive_of_min_dimension_and_exclusive_of_zero()
             LoRALinear(nn.Linear(8, 4), r=r)
 
 
-def test_pissa_config_builds_the_layer_it_describes(monkeypatch):
-    """Every key of a PiSSA ``adapter:`` section reaches the layer: rsLoRA's α/√r, the dropout,
-    the SVD method with its iterations and oversampling, and describe()'s facts."""
-    sketches = []
-    original = torch.svd_lowrank
-    monkeypatch.setattr(torch, "svd_lowrank", lambda m, q, niter: sketches.append((q, niter)) or original(m, q=q, niter=niter))
-    settings = {"type": "pissa", "r": 4, "alpha": 2.0, "dropout": 0.25, "rslora": True,
-                "svd": "randomized", "niter": 1, "oversample": 2}
-    layer = parse(settings).build(nn.Linear(64, 48))
-    assert sketches == [(4 + 2, 1)]
-    assert layer.scaling == pytest.approx(1.0)  # α/√r = 2/2, not α/r = 0.5
-    assert isinstance(layer.dropout, nn.Dropout) and layer.dropout.p == 0.25
-    facts = layer.describe()
-    assert (facts["svd"], facts["scaling"], facts["type"]) == ("randomized", pytest.approx(1.0), "pissa")
-    assert parse({"type": "pissa", "r": 4}).build(nn.Linear(64, 48)).describe()["svd"] == "exact"
-    assert sketches == [(6, 1)]  # the exact SVD does not sketch
-
-
-@pytest.mark.parametrize(("shape", "oversample", "sketch"), [((48, 64), 3, 7), ((6, 64), 8, 6)])
-def test_pissa_randomized_svd_sketches_r_plus_oversample_columns_capped_by_the_shape(monkeypatch, shape, oversample, sketch):
-    """torch.svd_lowrank gets q = min(r + oversample, out, in) and the layer's niter; the
-    direct constructor's defaults are r 8, niter 4, oversample 8."""
+@pytest.fixture
+def svd_sketches(monkeypatch):
+    """The (q, niter) of every ``torch.svd_lowrank`` call, which still runs."""
     calls = []
     original = torch.svd_lowrank
 
@@ -419,9 +400,31 @@ def test_pissa_randomized_svd_sketches_r_plus_oversample_columns_capped_by_the_s
         return original(matrix, q=q, niter=niter)
 
     monkeypatch.setattr(torch, "svd_lowrank", spy)
+    return calls
+
+
+def test_pissa_config_builds_the_layer_it_describes(svd_sketches):
+    """Every key of a PiSSA ``adapter:`` section reaches the layer: rsLoRA's α/√r, the dropout,
+    the SVD method with its iterations and oversampling, and describe()'s facts."""
+    settings = {"type": "pissa", "r": 4, "alpha": 2.0, "dropout": 0.25, "rslora": True,
+                "svd": "randomized", "niter": 1, "oversample": 2}
+    layer = parse(settings).build(nn.Linear(64, 48))
+    assert svd_sketches == [(4 + 2, 1)]
+    assert layer.scaling == pytest.approx(1.0)  # α/√r = 2/2, not α/r = 0.5
+    assert isinstance(layer.dropout, nn.Dropout) and layer.dropout.p == 0.25
+    facts = layer.describe()
+    assert (facts["svd"], facts["scaling"], facts["type"]) == ("randomized", pytest.approx(1.0), "pissa")
+    assert parse({"type": "pissa", "r": 4}).build(nn.Linear(64, 48)).describe()["svd"] == "exact"
+    assert svd_sketches == [(6, 1)]  # the exact SVD does not sketch
+
+
+@pytest.mark.parametrize(("shape", "oversample", "sketch"), [((48, 64), 3, 7), ((6, 64), 8, 6)])
+def test_pissa_randomized_svd_sketches_r_plus_oversample_columns_capped_by_the_shape(svd_sketches, shape, oversample, sketch):
+    """torch.svd_lowrank gets q = min(r + oversample, out, in) and the layer's niter; the
+    direct constructor's defaults are r 8, niter 4, oversample 8."""
     PiSSALinear(nn.Linear(shape[1], shape[0]), r=4, svd="randomized", niter=3, oversample=oversample)
     PiSSALinear(nn.Linear(64, 48), svd="randomized")
-    assert calls == [(sketch, 3), (16, 4)]
+    assert svd_sketches == [(sketch, 3), (16, 4)]
     assert PiSSALinear(nn.Linear(64, 48)).r == 8
 
 
@@ -487,7 +490,7 @@ def test_blora_layer_defaults_and_every_config_key_reach_the_layer():
                 "kl_divisor": None}
     assert {key: facts[key] for key in expected} == expected
     assert layer.scaling == 2.0  # α/r, not rsLoRA's α/√r
-    assert parse({"type": "blora"}).build(nn.Linear(1024, 64)).describe() == {**facts}
+    assert parse({"type": "blora"}).build(nn.Linear(1024, 64)).describe() == facts
     tensors = (layer.mu_A, layer.log_std_A, layer.mu_B, layer.log_std_B)
     assert all(t.dtype == torch.float64 for t in tensors)
     assert torch.all(layer.log_std_A == math.log(1e-3)) and torch.all(layer.log_std_B == math.log(1e-3))

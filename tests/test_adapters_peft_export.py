@@ -176,14 +176,13 @@ def test_refusals_name_what_the_peft_format_cannot_hold(tiny_bundle, tmp_path):
     with pytest.raises(ValueError, match=r"^the model has no adapters to export$"):
         save_peft_lora(model, tmp_path / "peft")
     inject_adapters(model, LoRAConfig(type="lora", r=4, targets=TargetConfig(preset="attention_qv")))
-    first = next(iter(adapter_modules(model).values()))
+    name, first = next(iter(adapter_modules(model).items()))
     first.dropout = torch.nn.Dropout(0.1)
     with pytest.raises(ValueError, match=r"^the PEFT format holds one lora_dropout for all layers; the adapters have \[0\.0, 0\.1\]$"):
         save_peft_lora(model, tmp_path / "peft")
     first.rslora = True
     with pytest.raises(ValueError, match=r"^the PEFT format holds one use_rslora for all layers; the adapters have \[False, True\]$"):
         save_peft_lora(model, tmp_path / "peft")
-    name, _ = next(iter(adapter_modules(model).items()))
     parent, child = name.rsplit(".", 1)
     setattr(model.get_submodule(parent), child, DoRALinear(torch.nn.Linear(4, 4), r=2))
     with pytest.raises(ValueError, match=r"^the PEFT format holds one use_dora for all layers; the adapters have \[False, True\]$"):

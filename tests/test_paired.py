@@ -51,6 +51,11 @@ def test_holm_runs_over_every_line_of_every_pair_by_hand():
     assert paired_comparison(runs[0], runs[1], n_resamples=300)[0].p_holm == pytest.approx(0.125)
 
 
+def _one_task_run(ids, words, errors):
+    """A run of one task ``a`` (seeds × 2 rows × utterances of errors), no general set."""
+    return RunErrors([SetErrors("a", ids, errors, words)], [], ("foundation", "after a"))
+
+
 def _random_runs(count, tasks=3, shift_row0_of=None):
     """``count`` runs over ``tasks`` task sets and one general set, random errors (all rows
     differ between runs; row 0 shared unless ``shift_row0_of`` names a run whose row 0 differs)."""
@@ -304,12 +309,9 @@ def test_a_sweep_flips_each_utterance_with_all_its_seeds():
     b_errors[:, 1] += effect + rng.integers(0, 2, size=(seeds, n))
     b_errors[:, 0] = a_errors[:, 0]  # the foundation row shared
 
-    def run(errors):
-        return RunErrors([SetErrors("a", ids, errors, words)], [], ("foundation", "after a"))
-
-    swept = {r.quantity: r for r in paired_comparison(run(a_errors), run(b_errors), n_resamples=200)}["after a: a"]
-    mean = {r.quantity: r for r in paired_comparison(run(a_errors.mean(0, keepdims=True)),
-                                                     run(b_errors.mean(0, keepdims=True)), n_resamples=200)}
+    swept = {r.quantity: r for r in paired_comparison(_one_task_run(ids, words, a_errors), _one_task_run(ids, words, b_errors), n_resamples=200)}["after a: a"]
+    mean = {r.quantity: r for r in paired_comparison(_one_task_run(ids, words, a_errors.mean(0, keepdims=True)),
+                                                     _one_task_run(ids, words, b_errors.mean(0, keepdims=True)), n_resamples=200)}
     assert swept.difference == pytest.approx(mean["after a: a"].difference)
     assert swept.p_permutation == mean["after a: a"].p_permutation  # (Wilcoxon: the means' rounding splits ties)
     d_u = (a_errors[:, 1] - b_errors[:, 1]).mean(0) / words.sum()
@@ -329,11 +331,8 @@ def test_a_sweep_s_paired_interval_is_that_of_its_seed_mean_run():
     a_errors = rng.integers(0, 4, size=(seeds, 2, n))
     b_errors = a_errors + np.array([0, 1])[None, :, None] * rng.integers(0, 3, size=(seeds, 1, n))
 
-    def run(errors):
-        return RunErrors([SetErrors("a", ids, errors, words)], [], ("foundation", "after a"))
-
     def interval(a, b, **options):
-        return {r.quantity: r for r in paired_comparison(run(a), run(b), n_resamples=2000, **options)}["after a: a"]
+        return {r.quantity: r for r in paired_comparison(_one_task_run(ids, words, a), _one_task_run(ids, words, b), n_resamples=2000, **options)}["after a: a"]
 
     swept, mean = interval(a_errors, b_errors), interval(a_errors.mean(0, keepdims=True), b_errors.mean(0, keepdims=True))
     assert swept.interval[0] < swept.difference < swept.interval[1]
