@@ -7,13 +7,13 @@
 #   SEQUENCE=an4_then_arctic bash benchmarks/claims.sh
 #       # AN4 → CMU ARCTIC (real speech, ../shared/data) at a 12 s window (every clip ≤ 6.5 s;
 #       # docs/benchmarks.md, "The scoring window"), trained at that window; resumes;
-#       # ~2 h 10 min here (9 runs × 3 seeds, the adapters in parallel lanes of one thread)
+#       # ~2 h 10 min here (9 runs × 3 seeds, the adapters in parallel lanes of one thread);
+#       # the runs go to $RUNS-NAME (default results/claims-an4_then_arctic-NAME)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLASR=${CLASR:-.venv/bin/clasr}
 SEEDS=${SEEDS:-0 1 2}
 SEQUENCE=${SEQUENCE:-demo}
-STRATEGIES=(ft fta ihr lora centralize blora ssvd-o dora pissa)
 if [ "$SEQUENCE" = demo ]; then
   RUNS=${DEMO:-results/demo-seeds}
   # shellcheck disable=SC2086
@@ -24,7 +24,7 @@ if [ "$SEQUENCE" = demo ]; then
 elif [ "$SEQUENCE" = an4_then_arctic ]; then
   RUNS=${RUNS:-results/claims-an4_then_arctic}
   SEEDS="$SEEDS" PREFIX="$RUNS" ARGS="--set model.window_seconds=12" \
-    bash benchmarks/an4_then_arctic.sh "${STRATEGIES[@]}" >&2
+    bash benchmarks/an4_then_arctic.sh ft fta ihr lora centralize blora ssvd-o dora pissa >&2
   run() { echo "$RUNS-$1"; }
   FIRST="after an4" NEW=an4 SOURCE=arctic_general
 else
