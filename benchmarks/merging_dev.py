@@ -2,6 +2,7 @@
 (issue 14.2), on the demo sequence's dev splits, float32 (``train.bf16: false``).
 
     .venv/bin/python benchmarks/merging_dev.py [--output results/tune-merging] [--only RUN …] [--set KEY=VALUE …]
+        [--seeds 0 1 2]
 
 1. ``swap`` trains every task once from θ_0 and keeps each task vector τ_t = θ̃_t − θ_0.
 2. Every merging run (task arithmetic, TIES, DARE at the settings in ``MERGES``) is an ordinary
@@ -12,8 +13,11 @@
 3. FT, FTA and centralization (LoRA r 8 on q, v at lr 3e-3, K = 3, products and factors) train
    as usual.
 
-Every run reuses the first run's foundation row. Prints the dev comparison table and each
-run's stored strategy state (``progress/strategy.safetensors``).
+Every run reuses the first run's foundation row. With ``--seeds`` every run is a sweep of those
+seeds (``<run>/seed<k>/`` and the aggregate, as ``clasr run --seeds`` writes it), each merge of
+seed k replaying the task vectors of ``swap/seed<k>``, so ``clasr compare … --paired`` can test
+the runs against each other. Prints the dev comparison table and each run's (first seed's)
+stored strategy state (``progress/strategy.safetensors``).
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from clasr.bench.default import DEMO_SPEC
 from clasr.bench.demo import bundled_real_speech, demo_config
 from clasr.bench.generate import make_benchmark
 from clasr.experiment import runner
-from clasr.experiment.config import apply_overrides, parse_config
+from clasr.experiment.config import ExperimentConfig, apply_overrides, parse_config
 from clasr.experiment.runner import run_experiment
+from clasr.experiment.seeds import seed_config
 from clasr.report.comparison import comparison_markdown, read_run
+from clasr.report.sweep import seed_folder_name, write_sweep_results
 from clasr.train import TrainStats
 
-FLOAT32 = {"train.bf16": False}  # this project's AMD CPUs have no native bf16 (autocast ~5x slower)
+FLOAT32 = {"train.bf16": False}  # as the dev tables were made (AMD CPUs without native bf16: autocast ~5x slower there)
 LORA_CENTRALIZE = {"strategy.name": "centralize", "strategy.every": 3, "adapter.type": "lora", "train.learning_rate": 3e-3}
 TRAINED = {  # run name → (demo strategy, overrides)
     "swap": ("swap", {}),
@@ -91,11 +97,21 @@ def replayed_training(vectors: dict[str, dict[str, torch.Tensor]]) -> Iterator[N
         runner.train_task = original
 
 
+def run_once(config: ExperimentConfig, name: str, swap_run: Path, foundation: Path | None) -> None:
+    """One run of ``config``; a merge replays the task vectors of ``swap_run`` (the same seed's swap)."""
+    if name in MERGES:
+        with replayed_training(task_vectors(swap_run)):
+            run_experiment(config, foundation_from=foundation)
+    else:
+        run_experiment(config, foundation_from=foundation)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("results/tune-merging"))
     parser.add_argument("--only", nargs="+", choices=ORDER, help="these runs (swap first when a merge needs it)")
     parser.add_argument("--set", dest="fixed", action="append", default=[], help="KEY.PATH=VALUE for every run")
+    parser.add_argument("--seeds", type=int, nargs="+", help="every run a sweep of these seeds")
     args = parser.parse_args()
     fixed = {**FLOAT32, **{k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.fixed)}}
     folders = {d.name: Path(d.folder) for d in make_benchmark(DEMO_SPEC)}
@@ -109,16 +125,17 @@ def main() -> None:
         if name in MERGES:
             plain["strategy"] = MERGES[name]
         config = parse_config(plain, source=name)
-        if name in MERGES:
-            with replayed_training(task_vectors(args.output / "swap")):
-                run_experiment(config, foundation_from=foundation)
-        else:
-            run_experiment(config, foundation_from=foundation)
-        foundation = foundation or args.output / name
+        for seed in args.seeds or [None]:
+            seeded = config if seed is None else seed_config(config, seed)
+            run_once(seeded, name, args.output / "swap" / ("" if seed is None else seed_folder_name(seed)), foundation)
+            foundation = foundation or Path(seeded.output_dir)
+        if args.seeds:
+            write_sweep_results(args.output / name, args.seeds)
         done = names[: names.index(name) + 1]
         print(comparison_markdown([read_run(n, args.output / n) for n in done]), flush=True)
     for name in names:
-        state = args.output / name / "progress" / "strategy.safetensors"
+        first = args.output / name / (seed_folder_name(args.seeds[0]) if args.seeds else "")
+        state = first / "progress" / "strategy.safetensors"
         size = state.stat().st_size / 1e6 if state.exists() else 0.0
         print(f"{name}: strategy state {size:.1f} MB")
 

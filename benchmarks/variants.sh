@@ -12,6 +12,9 @@ declare -A VARIANT_ARGS=(
   [ihr]="--strategy ihr"
   [ihr-sum]="--strategy ihr --set strategy.past=sum"
   [ihr-exact]="--strategy ihr --set strategy.past=exact"
+  # AN4 → ARCTIC only: the foundation's curvature on ARCTIC prompts that no run trains or scores
+  # (train rows 201–593; task 2 trains on rows 1–200, the general set is the test split)
+  [ihr-anchor]='--strategy ihr --set strategy.anchor={"data":"../../shared/data/arctic_kathleen","split":"train","skip":200}'
   [ewc]="--strategy ewc"
   [lwf]="--strategy lwf"
   [er]="--strategy er"
@@ -27,6 +30,7 @@ declare -A VARIANT_ARGS=(
   [ssvd-o]="--set adapter.type=ssvd_o $SSVD"
   [blora]="--set adapter.type=blora $LORA"
   [centralize]="--strategy centralize --set adapter.type=lora $LORA"
-  [centralize-paper]="--strategy centralize --set strategy.preset=paper --set adapter.type=lora $LORA"
+  # a stored config sets train.weight_decay (0) itself, so the preset's decay is given explicitly
+  [centralize-paper]="--strategy centralize --set strategy.preset=paper --set train.weight_decay=0.01 --set adapter.type=lora $LORA"
   [swap-lora]="--strategy swap --set adapter.type=lora $LORA"
 )
