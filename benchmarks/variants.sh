@@ -14,6 +14,8 @@ declare -A VARIANT_ARGS=(
   [ihr-exact]="--strategy ihr --set strategy.past=exact"
   # AN4 → ARCTIC only: the foundation's curvature on ARCTIC prompts that no run trains or scores
   # (train rows 201–593; task 2 trains on rows 1–200, the general set is the test split)
+  # demo only: anchored on the general sets' held-out rows (the synthetic set's dev split, the ARCTIC mini's train split)
+  [ihr-anchor-general]="--strategy ihr --set strategy.anchor=general --set general.0.dev.split=dev --set general.1.dev.split=train"
   [ihr-anchor]='--strategy ihr --set strategy.anchor={"data":"../../shared/data/arctic_kathleen","split":"train","skip":200}'
   [ewc]="--strategy ewc"
   [lwf]="--strategy lwf"
