@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/tune_on_dev.py ewc --grid strategy.strength=1e4,1e6 [--output results/tune]
         [--spec demo|lengths] [--set KEY.PATH=VALUE …] [--name PREFIX] [--foundation-from results/tune/RUN]
+        [--seeds 0 1 2]
 
 Runs the tasks of ``--spec`` in order (the demo's model, training and evaluation settings)
 once per grid value, scoring every task's dev split, the synthetic general set's dev split
@@ -15,7 +16,8 @@ demo's settings score at 12 s and train at the fitted window (figures made befor
 8 s). All runs share the first run's
 foundation row, or that of ``--foundation-from`` (an earlier tuning run). Runs are named
 ``PREFIX-<key><value>`` (PREFIX defaults to the strategy; name it when ``--set`` changes the
-method, e.g. an adapter).
+method, e.g. an adapter). With ``--seeds`` each value is a sweep of those seeds (as ``clasr run
+--seeds`` writes it), so ``clasr compare … --paired`` can test the values against each other.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from clasr.bench.length_domains import COMMANDS_DOMAIN, PASSAGES_DOMAIN
 from clasr.bench.spec import BenchmarkSpec
 from clasr.experiment.config import apply_overrides, parse_config
 from clasr.experiment.runner import run_experiment
+from clasr.experiment.seeds import run_seeds
 from clasr.report.comparison import comparison_markdown, read_run
 from clasr.report.dev_objective import dev_objective, mean_general_change
 
@@ -52,6 +55,7 @@ def main() -> None:
     parser.add_argument("--spec", choices=sorted(SPECS), default="demo", help="the task sequence tuned on")
     parser.add_argument("--name", help="run-name prefix (default: the strategy)")
     parser.add_argument("--foundation-from", type=Path, help="reuse this tuning run's foundation row")
+    parser.add_argument("--seeds", type=int, nargs="+", help="each value a sweep of these seeds")
     args = parser.parse_args()
     key, _, values = args.grid.partition("=")
     spec, spec_settings = SPECS[args.spec]
@@ -64,7 +68,11 @@ def main() -> None:
         name = f"{args.name or args.strategy}-{key.rsplit('.', 1)[-1]}{value}"
         plain = apply_overrides(base, {**fixed, key: yaml.safe_load(value), "output_dir": str(args.output / name)})
         foundation = args.output / runs[0] if runs else args.foundation_from
-        run_experiment(parse_config(plain, source="tune"), foundation_from=foundation)
+        config = parse_config(plain, source="tune")
+        if args.seeds:
+            run_seeds(config, args.seeds, foundation_from=foundation)
+        else:
+            run_experiment(config, foundation_from=foundation)
         runs.append(name)
     summaries = [read_run(name, args.output / name) for name in runs]
     print(comparison_markdown(summaries))
