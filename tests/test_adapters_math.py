@@ -274,6 +274,9 @@ def test_budget_split_by_hand():
     k_in, k_out = split_budget(6144, 0.5, 384)
     assert (k_in, k_out) == (77, 78)  # 77·78/2 = 3003 <= 3072; 78·77/2 + 1 = 3004 <= 3072 < 79·78/2 + 2
     assert ssvd_params(77, 78) == 6007 <= 6144
+    # the default ratio (0.25, chosen on dev): inner share 1536, 54·53/2 + 54 = 1485 <= 1536 < 55·54/2 + 55;
+    # outer share 4608: 96·95/2 + (96 − 54) = 4602 <= 4608 < 97·96/2 + 43
+    assert split_budget(6144, parse({"type": "ssvd_o"}).ratio, 384) == (54, 96)
     assert split_budget(6144, 0.0, 384) == (0, 110)
     assert split_budget(10_000, 0.5, 8) == (8, 8)  # capped by the rank
     adapter, _ = make("ssvd_o_budget")  # budget 1·(24 + 16) = 40, half inner

@@ -182,7 +182,8 @@ class SSVDOConfig(_SSVDSettings):
     """SSVD-O: inner and outer rotations and shifts, the budget split by ``ratio`` (inner share)."""
 
     type: Literal["ssvd_o"] = "ssvd_o"
-    ratio: float = Field(0.5, ge=0, le=1, description="share of the budget for the inner subspace")
+    ratio: float = Field(0.25, ge=0, le=1, description="share of the budget for the inner subspace "
+                         "(0.25 chosen on dev over 0.5: docs/benchmarks.md, SSVD-O's split)")
     k_in: int | None = Field(None, ge=0, description="explicit k (with k_out); overrides the budget")
     k_out: int | None = Field(None, ge=0, description="explicit k' (with k_in); overrides the budget")
 
